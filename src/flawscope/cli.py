@@ -1,0 +1,322 @@
+"""The ``flawscope`` command: demo, fit, inspect, evaluate, models.
+
+Bad input never shows a traceback: library errors (:mod:`flawscope.errors`) are printed as one line
+``error: <problem> -- <fix>`` and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from flawscope import __version__
+from flawscope.config import InspectorConfig, build
+from flawscope.errors import FlawscopeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="flawscope: learn what good parts look like, then score, localise and judge new images.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("flawscope")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        handlers=[handler],
+        format="%(message)s",
+        force=True,
+    )
+    log.setLevel(logging.INFO)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"flawscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    _setup_logging(verbose=False)
+
+
+def _config(config_file: Path | None, overrides: dict[str, dict[str, Any]]) -> InspectorConfig:
+    """Config from an optional YAML file, with command-line values (not None) on top."""
+    base = InspectorConfig.from_yaml(config_file) if config_file else InspectorConfig()
+    data = base.model_dump()
+    for section, values in overrides.items():
+        data[section].update({k: v for k, v in values.items() if v is not None})
+    return build(InspectorConfig, data, "option")
+
+
+@app.command()
+def fit(
+    train: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of good images, or an MVTec-style folder (its train/good is used)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    model: Annotated[
+        str | None, typer.Option(help="Detector name (see `flawscope models`).")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML config to start from.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Model input side in pixels.")] = None,
+    channels: Annotated[int | None, typer.Option(help="1 = grey, 3 = RGB.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per training step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Adam learning rate.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
+    holdout: Annotated[
+        float | None, typer.Option(help="Share of good images held out (0-1).")
+    ] = None,
+    aggregation: Annotated[str | None, typer.Option(help="Image score: max, mean or topk.")] = None,
+    top_k: Annotated[float | None, typer.Option(help="Percent of pixels for topk.")] = None,
+    sigma: Annotated[
+        float | None, typer.Option(help="Anomaly-map Gaussian sigma (pixels).")
+    ] = None,
+    threshold: Annotated[str | None, typer.Option(help="Threshold rule: max or quantile.")] = None,
+    quantile: Annotated[
+        float | None, typer.Option(help="Quantile for --threshold quantile.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    accelerator: Annotated[
+        str | None, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
+    ] = None,
+    devices: Annotated[str | None, typer.Option(help="Lightning devices: auto, 1, 2, ...")] = None,
+) -> None:
+    """Learn from good images and write a model directory."""
+
+    cfg = _config(
+        config_file,
+        {
+            "model": {"name": model, "image_size": image_size, "channels": channels},
+            "training": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "patience": patience,
+                "holdout_fraction": holdout,
+                "seed": seed,
+                "accelerator": accelerator,
+                "devices": int(devices) if devices and devices.isdigit() else devices,
+            },
+            "scoring": {"aggregation": aggregation, "top_k_percent": top_k, "sigma": sigma},
+            "threshold": {"method": threshold, "quantile": quantile},
+        },
+    )
+    _fit(train, out, cfg)
+
+
+def _fit(train: Path, out: Path, cfg: InspectorConfig) -> Any:
+    from flawscope.inspector import Inspector
+
+    t0 = time.perf_counter()
+    insp = Inspector.fit(train, cfg)
+    insp.save(out)
+    out_console.print(
+        f"fitted [bold]{cfg.model.name}[/] in {time.perf_counter() - t0:.0f} s; threshold "
+        f"{insp.threshold:.4g} ({insp.threshold_method}); model written to [bold]{out}[/]"
+    )
+    return insp
+
+
+@app.command()
+def inspect(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `flawscope fit`.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders to inspect.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for results.csv and maps.")
+    ] = Path("flawscope-results"),
+    maps: Annotated[bool, typer.Option(help="Write anomaly-map overlay PNGs.")] = True,
+) -> None:
+    """Score images: print score and verdict per image, write results.csv and anomaly-map PNGs.
+
+    Exits with status 1 when some inputs could not be read (after writing all the others).
+    """
+    from flawscope.inspector import Inspector
+
+    insp = Inspector.load_dir(model_dir)
+    n_skipped = _inspect(insp, paths, out, maps)
+    if n_skipped:
+        err_console.print(
+            f"[red]error:[/] {n_skipped} input(s) skipped (see warnings) -- "
+            "fix or remove those files and inspect them again"
+        )
+        raise typer.Exit(1)
+
+
+def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
+    from flawscope.data.dataset import collect_inputs
+    from flawscope.report import overlay
+    from flawscope.results import ResultsCSV
+    from flawscope.scoring import resize_map
+
+    samples = collect_inputs(paths)
+    map_dir = out / "anomaly_maps"
+    n_fail = n_ok = n_skipped = 0
+    used: set[Path] = set()
+    with ResultsCSV(out / "results.csv") as csv_out:
+        for batch in insp.predict_batches(samples, keep_originals=maps):
+            n_skipped += len(batch.loaded.skipped)
+            for j, s in enumerate(batch.loaded.samples):
+                score = float(batch.prediction.image_scores[j])
+                verdict = batch.verdicts[j]
+                map_path = None
+                if maps:
+                    map_path = _unique(map_dir / s.path.parent.name / f"{s.path.stem}.png", used)
+                    orig = batch.loaded.originals[j]
+                    amap = resize_map(batch.prediction.anomaly_maps[j], *orig.shape[:2])
+                    rgb = overlay(orig, amap, vmax=2 * insp.threshold)
+                    map_path.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(map_path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                csv_out.write(
+                    path=s.path,
+                    score=f"{score:.6g}",
+                    threshold=f"{insp.threshold:.6g}",
+                    verdict=verdict,
+                    anomaly_map=map_path,
+                )
+                colour = "red" if verdict == "fail" else "green"
+                out_console.print(f"[{colour}]{verdict:4}[/] {score:10.4g}  {s.path}")
+                n_fail += verdict == "fail"
+                n_ok += verdict == "pass"
+    out_console.print(
+        f"{n_ok + n_fail} inspected: {n_ok} pass, {n_fail} fail"
+        + (f", {n_skipped} skipped" if n_skipped else "")
+        + f"; results in [bold]{out / 'results.csv'}[/]"
+    )
+    return n_skipped
+
+
+def _unique(path: Path, used: set[Path]) -> Path:
+    """``path``, or ``path`` with a numeric suffix if this run already wrote it."""
+    candidate, i = path, 1
+    while candidate in used:
+        candidate = path.with_name(f"{path.stem}_{i}{path.suffix}")
+        i += 1
+    used.add(candidate)
+    return candidate
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `flawscope fit`.")],
+    dataset: Annotated[
+        Path, typer.Argument(help="MVTec-style folder with test/ (and ground_truth/).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for metrics.json, results.csv, report.html.")
+    ] = Path("flawscope-eval"),
+) -> None:
+    """Score a labelled test set: write metrics (JSON), per-image results (CSV), HTML report."""
+    from flawscope.inspector import Inspector
+
+    ev = _evaluate(Inspector.load_dir(model_dir), dataset, out)
+    if ev.skipped:
+        raise typer.Exit(1)
+
+
+def _evaluate(insp: Any, dataset: Path, out: Path) -> Any:
+    from flawscope.evaluation import evaluate as run_evaluation
+
+    ev = run_evaluation(insp, dataset, out)
+    m = ev.metrics["image"]
+    px = ev.metrics["pixel"]
+    line = (
+        f"image AUROC {m['auroc']:.3f}  AUPRC {m['auprc']:.3f}  F1 {m['f1']:.3f}  "
+        f"F1-max {m['f1_max']:.3f}"
+    )
+    if px:
+        line += f"  pixel AUROC {px['auroc']:.3f}  AUPRO {px['aupro']:.3f}"
+    out_console.print(line)
+    out_console.print(f"metrics: {ev.metrics_path}\nreport:  [bold]{ev.report_path}[/]")
+    return ev
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Working folder.")] = Path(
+        "flawscope-demo"
+    ),
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 40,
+    image_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 128,
+    n_train: Annotated[int, typer.Option(help="Good training images to generate.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+) -> None:
+    """Run fit -> inspect -> evaluate -> report on generated 3D-printed layers (no download)."""
+    from flawscope.data.synthetic import write_dataset
+
+    t0 = time.perf_counter()
+    data = out / "data"
+    out_console.print(
+        f"[bold]1/4[/] generating {n_train} good layer images and test images "
+        f"with defects in {data}"
+    )
+    write_dataset(data, n_train=n_train, seed=seed)
+    cfg = build(
+        InspectorConfig,
+        {
+            "model": {"name": "cae", "image_size": image_size},
+            "training": {"epochs": epochs, "seed": seed, "patience": 6},
+        },
+    )
+    out_console.print("[bold]2/4[/] fitting the seed-000 convolutional autoencoder on good images")
+    insp = _fit(data, out / "model", cfg)
+    out_console.print("[bold]3/4[/] inspecting the test images")
+    _inspect(insp, [data / "test"], out / "inspect", maps=True)
+    out_console.print("[bold]4/4[/] evaluating against the known defects")
+    ev = _evaluate(insp, data, out / "evaluation")
+    out_console.print(
+        f"demo finished in {time.perf_counter() - t0:.0f} s. Open the report: "
+        f"[bold]{ev.report_path.resolve()}[/]"
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the detector names that --model accepts."""
+    from flawscope.models import available
+
+    for name in available():
+        out_console.print(name)
+
+
+def main() -> None:
+    """Entry point: run the app, turning flawscope errors into one line and exit status 2."""
+    try:
+        app()
+    except FlawscopeError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

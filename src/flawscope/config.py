@@ -1,0 +1,105 @@
+"""Typed configuration of an inspector; round-trips to YAML.
+
+A saved model directory holds this config as ``config.yaml``; the same settings are used at fit
+and at inspect time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flawscope.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    """Which detector, and its input format.
+
+    ``image_size`` is the side S in pixels of the square ``(C, S, S)`` input; ``channels`` 1 (grey)
+    or 3 (RGB); images whose shorter side is below ``min_image_side`` pixels are refused;
+    ``params`` are the detector's own hyperparameters (validated by the detector).
+    """
+
+    name: str = "cae"
+    image_size: int = Field(256, ge=16, le=4096)
+    channels: Literal[1, 3] = 1
+    min_image_side: int = Field(16, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    """Training loop settings (Lightning): epochs, batch, optimiser, early stopping, hold-out."""
+
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
+    lr_patience: int = Field(3, ge=1, description="ReduceLROnPlateau patience in epochs")
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    holdout_fraction: float = Field(0.15, gt=0, lt=1)
+    seed: int = 42
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    progress: bool = True
+
+
+class ScoringConfig(_Strict):
+    """Anomaly-map smoothing (sigma in pixels at the model input size) and score aggregation."""
+
+    aggregation: Literal["max", "mean", "topk"] = "topk"
+    top_k_percent: float = Field(1.0, gt=0, le=100)
+    sigma: float = Field(4.0, ge=0)
+
+
+class ThresholdConfig(_Strict):
+    """Threshold from good hold-out scores: their ``max`` or a ``quantile``."""
+
+    method: Literal["max", "quantile"] = "max"
+    quantile: float = Field(0.99, gt=0, le=1)
+
+
+class InspectorConfig(_Strict):
+    """The whole pipeline's settings."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+
+    def to_yaml(self, path: Path) -> None:
+        """Write the config as YAML to ``path``."""
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> InspectorConfig:
+        """Read a YAML config.
+
+        Raises:
+            ConfigError: the file is not valid YAML or holds unknown keys / invalid values.
+        """
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML ({exc})", "fix the file") from exc
+        return build(cls, data, str(path))
+
+
+def build(cls: type[_Strict], data: dict[str, Any], where: str = "options") -> Any:
+    """Validate ``data`` into ``cls``; turn pydantic errors into one :class:`ConfigError` line."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "value"
+        raise ConfigError(
+            f"invalid {where}: {loc}: {first['msg']} (got {first.get('input')!r})",
+            "fix that value; see `flawscope fit --help` for the allowed values",
+        ) from exc

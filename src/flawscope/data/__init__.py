@@ -1,0 +1,1 @@
+"""Samples and datasets: image reading, MVTec-style folders, plain folders, synthetic generators."""

@@ -1,0 +1,248 @@
+"""Samples and datasets: MVTec AD folders, plain folders of images, hold-out splits, loading.
+
+Layouts read:
+
+* MVTec AD: ``ROOT/train/good/*``, ``ROOT/test/good/*``, ``ROOT/test/<defect>/*`` and optional
+  masks ``ROOT/ground_truth/<defect>/<stem>_mask.png`` (Bergmann et al., CVPR 2019).
+* Plain: a folder (searched recursively) of good images to learn from, and any files or folders
+  to inspect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from flawscope.data.io import is_image_file, read_image, read_mask
+from flawscope.errors import DataError, FlawscopeError
+from flawscope.preprocess.enhance import to_model_input
+
+log = logging.getLogger("flawscope")
+
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image on disk and what is known about it.
+
+    Attributes:
+        path: the image file.
+        label: 0 good, 1 defective, -1 unknown (images to inspect).
+        defect_type: ``"good"``, the defect folder name, or ``""`` when unknown.
+        mask_path: the ground-truth mask file (defect = nonzero) or None.
+    """
+
+    path: Path
+    label: int = -1
+    defect_type: str = ""
+    mask_path: Path | None = None
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist", "check the path and spelling")
+    if not path.is_dir():
+        raise DataError(f"{what} {path} is not a folder", "pass a folder of images")
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """All image files under ``folder`` (recursive, sorted; hidden files skipped)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and is_image_file(p) and not any(s.startswith(".") for s in p.parts[-1:])
+    )
+
+
+def is_mvtec_root(path: Path) -> bool:
+    """True when ``path`` looks like an MVTec AD category (has ``train/good`` or ``test``)."""
+    return (path / "train" / "good").is_dir() or (path / "test").is_dir()
+
+
+def training_samples(path: Path | str) -> list[Sample]:
+    """Good images to learn from: ``path/train/good`` of an MVTec folder, else all in ``path``.
+
+    Raises:
+        DataError: the folder is missing or holds no images (an empty training set).
+    """
+    path = _require_dir(Path(path), "training folder")
+    folder = path / "train" / "good" if (path / "train" / "good").is_dir() else path
+    files = list_images(folder)
+    if not files:
+        raise DataError(
+            f"training folder {folder} contains no images (png, jpg, bmp, tif)",
+            "point flawscope fit at a folder of good images or an MVTec folder with train/good",
+        )
+    return [Sample(p, 0, GOOD) for p in files]
+
+
+def test_samples(root: Path | str) -> list[Sample]:
+    """Labelled test images of an MVTec folder: ``test/good`` (label 0), ``test/<defect>`` (1).
+
+    Masks are attached from ``ground_truth/<defect>/<stem>_mask.png`` where that file exists.
+
+    Raises:
+        DataError: ``root/test`` is missing or holds no images.
+    """
+    root = _require_dir(Path(root), "dataset folder")
+    test = root / "test"
+    if not test.is_dir():
+        raise DataError(
+            f"dataset folder {root} has no test/ subfolder",
+            "evaluate needs the MVTec layout: test/good and test/<defect> (masks in ground_truth/)",
+        )
+    samples: list[Sample] = []
+    for sub in sorted(p for p in test.iterdir() if p.is_dir()):
+        defect = sub.name
+        for f in list_images(sub):
+            mask = root / "ground_truth" / defect / f"{f.stem}_mask.png"
+            samples.append(
+                Sample(
+                    f,
+                    0 if defect == GOOD else 1,
+                    defect,
+                    mask if defect != GOOD and mask.is_file() else None,
+                )
+            )
+    if not samples:
+        raise DataError(f"{test} contains no images", "add test/good and test/<defect> folders")
+    return samples
+
+
+def collect_inputs(paths: Iterable[Path | str]) -> list[Sample]:
+    """Images to inspect from files and folders (folders searched recursively), label unknown.
+
+    Raises:
+        DataError: a path does not exist, or no image was found at all.
+    """
+    samples: list[Sample] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise DataError(f"input {p} does not exist", "check the path and spelling")
+        files = list_images(p) if p.is_dir() else [p]
+        samples.extend(Sample(f) for f in files)
+    if not samples:
+        raise DataError(
+            "no images found in the given paths", "pass image files or folders of images"
+        )
+    return samples
+
+
+T = TypeVar("T")
+
+
+def split_holdout(samples: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split good training samples (or their indices) into (train, hold-out), order kept.
+
+    The hold-out serves early stopping and sets the threshold; it is never trained on.
+
+    Args:
+        samples: good samples, at least 2.
+        fraction: share of samples held out, in (0, 1); at least one sample is held out and at
+            least one kept for training.
+        seed: RNG seed; the same seed gives the same split.
+
+    Raises:
+        DataError: fewer than 2 samples.
+    """
+    n = len(samples)
+    if n < 2:
+        raise DataError(
+            f"only {n} usable training image(s)",
+            "flawscope needs at least 2 good images (one for training, one for the hold-out)",
+        )
+    n_hold = min(n - 1, max(1, round(n * fraction)))
+    order = np.random.default_rng(seed).permutation(n)
+    hold = sorted(order[:n_hold].tolist())
+    train = sorted(order[n_hold:].tolist())
+    return [samples[i] for i in train], [samples[i] for i in hold]
+
+
+@dataclass
+class LoadedBatch:
+    """Images loaded for a detector.
+
+    Attributes:
+        images: ``(N, C, S, S)`` float32 tensor in ``[0, 1]`` at the model input size S.
+        samples: the N samples that loaded (unreadable ones are left out).
+        originals: the N images as read, ``(H, W)`` or ``(H, W, 3)`` float32, only when kept.
+        sizes: the N original sizes ``(H, W)`` in pixels.
+        skipped: ``(sample, reason)`` for every sample that could not be used.
+    """
+
+    images: torch.Tensor
+    samples: list[Sample]
+    sizes: list[tuple[int, int]]
+    skipped: list[tuple[Sample, str]]
+    originals: list[np.ndarray] | None = None
+
+
+def load_images(
+    samples: Sequence[Sample],
+    size: int,
+    channels: int,
+    min_side: int,
+    keep_originals: bool = False,
+) -> LoadedBatch:
+    """Read, convert and resize ``samples`` into one tensor, skipping unusable files with a warning.
+
+    Args:
+        samples: images to read.
+        size: model input side length S in pixels.
+        channels: 1 (grey) or 3 (RGB).
+        min_side: images whose shorter side is below this many pixels are skipped.
+        keep_originals: also return the images as read (for overlays at full resolution).
+
+    Returns:
+        A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
+    """
+    arrays: list[np.ndarray] = []
+    kept: list[Sample] = []
+    sizes: list[tuple[int, int]] = []
+    originals: list[np.ndarray] = []
+    skipped: list[tuple[Sample, str]] = []
+    for s in samples:
+        try:
+            img = read_image(s.path)
+            h, w = img.shape[:2]
+            if min(h, w) < min_side:
+                raise DataError(
+                    f"image {s.path} is {w}x{h} px, smaller than the {min_side} px minimum side",
+                    "use a larger image or crop, or lower min_image_side in the model config",
+                )
+        except FlawscopeError as exc:
+            log.warning("skipping %s", exc)
+            skipped.append((s, str(exc)))
+            continue
+        arrays.append(to_model_input(img, size, channels))
+        kept.append(s)
+        sizes.append((h, w))
+        if keep_originals:
+            originals.append(img)
+    images = (
+        torch.from_numpy(np.stack(arrays))
+        if arrays
+        else torch.zeros((0, channels, size, size), dtype=torch.float32)
+    )
+    return LoadedBatch(images, kept, sizes, skipped, originals if keep_originals else None)
+
+
+def load_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
+    """Mask of ``sample`` resized (nearest) to ``shape`` = (H, W); all False without a mask."""
+    import cv2
+
+    if sample.mask_path is None:
+        return np.zeros(shape, dtype=bool)
+    m = read_mask(sample.mask_path).astype(np.uint8)
+    if m.shape != shape:
+        m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m.astype(bool)

@@ -1,0 +1,220 @@
+"""The Inspector: the trained pipeline (input format + detector + threshold), saved to one folder.
+
+``Inspector.fit`` reads good images, holds out a share of them, trains the detector on the rest,
+scores the hold-out and sets the threshold from those scores (no defect labels needed).
+``Inspector.load`` restores it from its model directory without any training data.
+
+Model directory layout::
+
+    config.yaml           InspectorConfig (model, training, scoring, threshold settings)
+    weights.safetensors   detector weights
+    inspector.json        format version, flawscope version, threshold, hold-out score statistics,
+                          loss history, model id
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flawscope import __version__
+from flawscope.config import InspectorConfig
+from flawscope.data.dataset import LoadedBatch, Sample, load_images, split_holdout, training_samples
+from flawscope.errors import DataError, ModelDirError
+from flawscope.models.base import Prediction, create
+from flawscope.scoring import HoldoutStats, threshold_from_good
+
+log = logging.getLogger("flawscope")
+
+#: bumped whenever the model directory layout changes incompatibly
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.yaml"
+STATE_FILE = "inspector.json"
+
+
+@dataclass
+class BatchResult:
+    """Predictions for one batch of loaded images (see :class:`LoadedBatch` for the inputs)."""
+
+    loaded: LoadedBatch
+    prediction: Prediction
+    verdicts: list[str]
+
+
+class Inspector:
+    """A fitted pipeline.
+
+    Attributes:
+        config: the :class:`InspectorConfig`.
+        detector: the fitted detector (``predict`` returns maps at the input size S x S).
+        threshold: image-score threshold; an image fails when its score is strictly greater.
+        holdout_scores: ``(M,)`` float32 scores of the good hold-out images.
+        history: per-epoch training and validation loss.
+        model_id: short hash of the weights and config, identifying this model in results.
+    """
+
+    def __init__(self, config: InspectorConfig) -> None:
+        self.config = config
+        self.detector = create(
+            config.model.name, model=config.model, training=config.training, scoring=config.scoring
+        )
+        self.threshold = float("nan")
+        self.holdout_scores = np.zeros(0, dtype=np.float32)
+        self.history: dict[str, list[float]] = {}
+        self.model_id = ""
+        self.created = ""
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(cls, train_path: Path | str, config: InspectorConfig | None = None) -> Inspector:
+        """Learn from the good images under ``train_path`` (a folder, or MVTec root's train/good).
+
+        Raises:
+            DataError: missing folder, no images, or fewer than 2 usable images.
+            ConfigError: invalid settings (e.g. unknown model name).
+        """
+        config = config or InspectorConfig()
+        insp = cls(config)  # validates the model name and params before reading any data
+        m, t = config.model, config.training
+        samples = training_samples(train_path)
+        loaded = insp.read(samples)
+        if len(loaded.samples) < 2:
+            raise DataError(
+                f"only {len(loaded.samples)} of {len(samples)} training images could be read",
+                "check the warnings above and provide at least 2 readable good images",
+            )
+        train, hold = split_holdout(range(len(loaded.samples)), t.holdout_fraction, t.seed)
+        log.info(
+            "training %s on %d good images, holding out %d for early stopping and the threshold",
+            m.name,
+            len(train),
+            len(hold),
+        )
+        images = loaded.images
+        insp.detector.fit(images[list(train)], images[list(hold)])
+        insp.history = getattr(insp.detector, "history", {})
+        insp.holdout_scores = np.concatenate(
+            [
+                insp.detector.predict(images[list(hold)][i : i + t.batch_size]).image_scores
+                for i in range(0, len(hold), t.batch_size)
+            ]
+        )
+        th = config.threshold
+        insp.threshold = threshold_from_good(insp.holdout_scores, th.method, th.quantile)
+        insp.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return insp
+
+    # ------------------------------------------------------------------ predict
+    def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:
+        """Read ``samples`` in this inspector's input format (unreadable ones skipped, warned)."""
+        m = self.config.model
+        return load_images(samples, m.image_size, m.channels, m.min_image_side, keep_originals)
+
+    def predict_batches(
+        self, samples: Sequence[Sample], batch_size: int | None = None, keep_originals: bool = False
+    ) -> Iterator[BatchResult]:
+        """Score ``samples`` batch by batch (memory flat in the number of images).
+
+        Yields one :class:`BatchResult` per batch; unreadable images appear in ``loaded.skipped``.
+        """
+        bs = batch_size or self.config.training.batch_size
+        for i in range(0, len(samples), bs):
+            loaded = self.read(samples[i : i + bs], keep_originals)
+            if len(loaded.samples):
+                pred = self.detector.predict(loaded.images)
+                yield BatchResult(loaded, pred, self.verdicts(pred.image_scores))
+            else:
+                yield BatchResult(loaded, Prediction(np.zeros(0), np.zeros((0, 0, 0))), [])
+
+    def verdicts(self, scores: np.ndarray) -> list[str]:
+        """``"fail"`` where score > threshold, else ``"pass"``."""
+        return ["fail" if float(s) > self.threshold else "pass" for s in scores]
+
+    @property
+    def threshold_method(self) -> str:
+        """How the threshold was chosen, in words."""
+        th = self.config.threshold
+        rule = "max" if th.method == "max" else f"{th.quantile:g} quantile"
+        return f"{rule} of {len(self.holdout_scores)} hold-out good images"
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path | str) -> Path:
+        """Write the model directory (config, weights, threshold, hold-out statistics)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.config.to_yaml(d / CONFIG_FILE)
+        self.detector.save(d)
+        self.model_id = _model_id(d)
+        state: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "flawscope_version": __version__,
+            "model_id": self.model_id,
+            "created": self.created,
+            "threshold": self.threshold,
+            "threshold_method": self.threshold_method,
+            "holdout_stats": HoldoutStats.of(self.holdout_scores).to_dict(),
+            "holdout_scores": [float(s) for s in self.holdout_scores],
+            "history": self.history,
+        }
+        (d / STATE_FILE).write_text(json.dumps(state, indent=2))
+        return d
+
+    @classmethod
+    def load_dir(cls, directory: Path | str) -> Inspector:
+        """Load a model directory written by :meth:`save`; no training data needed.
+
+        Raises:
+            ModelDirError: the folder is missing, incomplete, damaged, or from an incompatible
+                flawscope format version.
+        """
+        d = Path(directory)
+        if not d.is_dir():
+            raise ModelDirError(
+                f"model directory {d} does not exist", "train one with `flawscope fit`"
+            )
+        state_path = d / STATE_FILE
+        if not state_path.is_file() or not (d / CONFIG_FILE).is_file():
+            raise ModelDirError(
+                f"{d} is not a flawscope model directory (no {STATE_FILE} / {CONFIG_FILE})",
+                "pass the folder written by `flawscope fit --out`",
+            )
+        try:
+            state = json.loads(state_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelDirError(
+                f"{state_path} is damaged ({exc})", "re-run `flawscope fit`"
+            ) from exc
+        fmt = state.get("format_version")
+        if fmt != FORMAT_VERSION:
+            raise ModelDirError(
+                f"model directory {d} has format version {fmt} (flawscope "
+                f"{state.get('flawscope_version', '?')}); this flawscope {__version__} reads "
+                f"format {FORMAT_VERSION}",
+                "re-train it with `flawscope fit`, or use the flawscope version that wrote it",
+            )
+        insp = cls(InspectorConfig.from_yaml(d / CONFIG_FILE))
+        insp.detector.load(d)
+        insp.threshold = float(state["threshold"])
+        insp.holdout_scores = np.asarray(state.get("holdout_scores", []), dtype=np.float32)
+        insp.history = state.get("history", {})
+        insp.model_id = state.get("model_id", "")
+        insp.created = state.get("created", "")
+        return insp
+
+
+def _model_id(directory: Path) -> str:
+    """12-hex-digit SHA-256 of the weights and config files: identifies a trained model."""
+    h = hashlib.sha256()
+    for name in sorted(
+        p.name for p in directory.iterdir() if p.suffix in {".safetensors", ".yaml"}
+    ):
+        h.update((directory / name).read_bytes())
+    return h.hexdigest()[:12]

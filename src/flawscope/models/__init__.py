@@ -1,0 +1,9 @@
+"""Detectors behind one ``Detector`` interface, registered by short name.
+
+Importing this package registers every built-in detector.
+"""
+
+from flawscope.models import cae  # noqa: F401  (registers "cae")
+from flawscope.models.base import Detector, Prediction, available, create, detector_class
+
+__all__ = ["Detector", "Prediction", "available", "create", "detector_class"]

@@ -1,0 +1,121 @@
+"""Base class for reconstruction detectors (autoencoders): train with MSE, score by residual.
+
+The anomaly map is the Gaussian-smoothed per-pixel squared reconstruction error; the image score
+aggregates it (see :mod:`flawscope.scoring`). Subclasses only build their network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
+from flawscope.errors import ConfigError, ModelDirError
+from flawscope.models.base import Prediction
+from flawscope.scoring import aggregate, gaussian_smooth, squared_residual
+from flawscope.training import ReconstructionModule, fit_network
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class ReconstructionDetector:
+    """A detector whose network reconstructs good images.
+
+    Subclasses set ``Params`` (a pydantic model of their hyperparameters) and implement
+    :meth:`build_network`. Inputs: ``(N, C, S, S)`` float32 in ``[0, 1]``.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    #: the input side must be a multiple of this (the network's total down-sampling factor)
+    size_multiple: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        training: TrainingConfig | None = None,
+        scoring: ScoringConfig | None = None,
+    ) -> None:
+        self.model_cfg = model
+        self.training_cfg = training or TrainingConfig()
+        self.scoring_cfg = scoring or ScoringConfig()
+        self.params = build(self.Params, model.params, f"{self.name} model params")
+        if model.image_size % self.size_multiple:
+            fixed = model.image_size - model.image_size % self.size_multiple
+            raise ConfigError(
+                f"image size {model.image_size} is not a multiple of {self.size_multiple}, "
+                f"which the {self.name} network needs",
+                f"choose e.g. --image-size {fixed}",
+            )
+        torch.manual_seed(self.training_cfg.seed)
+        self.network = self.build_network()
+        self.network.eval()
+        self.history: dict[str, list[float]] = {}
+
+    def build_network(self) -> nn.Module:
+        """Return the untrained network (``(N, C, S, S)`` -> same shape, values in ``[0, 1]``)."""
+        raise NotImplementedError
+
+    def fit(self, train: torch.Tensor, val: torch.Tensor | None = None) -> ReconstructionDetector:
+        """Train on good images ``train`` (``(N, C, S, S)``), early-stopping on ``val``.
+
+        When ``val`` is None the training images are also used for validation (no early-stopping
+        signal beyond the training loss); the Inspector always passes a hold-out.
+        """
+        t = self.training_cfg
+        self.network.train()
+        module = ReconstructionModule(
+            self.network, t.learning_rate, t.weight_decay, t.lr_patience, t.lr_factor
+        )
+        self.history = fit_network(module, train, train if val is None else val, t)
+        self.network = module.network.eval()
+        return self
+
+    @torch.no_grad()
+    def reconstruct(self, batch: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``(N, C, S, S)`` float32 of a batch (on the network's device)."""
+        device = next(self.network.parameters()).device
+        return self.network(batch.to(device)).float().cpu()
+
+    def predict(self, batch: torch.Tensor) -> Prediction:
+        """Score ``(N, C, S, S)`` images: anomaly maps ``(N, S, S)``, scores ``(N,)``, float32."""
+        recon = self.reconstruct(batch).numpy()
+        maps = gaussian_smooth(squared_residual(batch.numpy(), recon), self.scoring_cfg.sigma)
+        s = self.scoring_cfg
+        scores = aggregate(maps, s.aggregation, s.top_k_percent)
+        return Prediction(scores, maps.astype(np.float32), recon)
+
+    def save(self, directory: Path) -> None:
+        """Write the network weights to ``directory/weights.safetensors``."""
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(Path(directory) / WEIGHTS_FILE))
+
+    def load(self, directory: Path) -> ReconstructionDetector:
+        """Load weights saved by :meth:`save`.
+
+        Raises:
+            ModelDirError: the weights file is missing or does not match the network.
+        """
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise ModelDirError(f"{path} is missing", "re-run `flawscope fit` to create the model")
+        try:
+            self.network.load_state_dict(load_file(str(path)))
+        except (RuntimeError, OSError) as exc:
+            raise ModelDirError(
+                f"weights in {path} do not match the {self.name} network ({str(exc)[:120]})",
+                "the model directory is damaged or from another version; re-run `flawscope fit`",
+            ) from exc
+        self.network.eval()
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """Name, parameter count and hyperparameters, for reports."""
+        n = sum(p.numel() for p in self.network.parameters())
+        return {"name": self.name, "parameters": n, **self.params.model_dump()}

@@ -1,0 +1,1 @@
+"""Preprocessing: colour conversion and resizing (later: background segmentation, CLAHE, tiling)."""

@@ -1,0 +1,88 @@
+"""The Lightning training loop: early stopping, best checkpoint, progress bar, any accelerator."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from flawscope.config import TrainingConfig
+
+for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+class LossHistory(Callback):
+    """Records the epoch means of ``train_loss`` and ``val_loss``."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        for key in self.history:
+            value = trainer.callback_metrics.get(key)
+            if value is not None:
+                self.history[key].append(float(value))
+
+
+def fit_network(
+    module: L.LightningModule,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    cfg: TrainingConfig,
+) -> dict[str, list[float]]:
+    """Train ``module`` on ``train`` images, early-stopping on ``val``; keep the best weights.
+
+    Args:
+        module: a LightningModule whose steps take ``(x,)`` batches and log ``val_loss``.
+        train, val: ``(N, C, H, W)`` float32 tensors in ``[0, 1]``; N >= 1 each.
+        cfg: epochs, batch size, patience, seed, ``accelerator``/``devices`` (passed to Lightning,
+            so a GPU or several are used where present).
+
+    Returns:
+        Loss history ``{"train_loss": [...], "val_loss": [...]}``, one value per epoch.
+        On return ``module`` holds the weights of the epoch with the lowest ``val_loss``.
+    """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_dl = DataLoader(
+        TensorDataset(train), batch_size=cfg.batch_size, shuffle=True, generator=generator
+    )
+    val_dl = DataLoader(TensorDataset(val), batch_size=cfg.batch_size)
+    history = LossHistory()
+    with tempfile.TemporaryDirectory(prefix="flawscope-ckpt-") as tmp:
+        best = ModelCheckpoint(
+            dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
+        )
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            callbacks=[
+                EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience),
+                best,
+                history,
+            ],
+            logger=False,
+            enable_progress_bar=cfg.progress,
+            enable_model_summary=False,
+            deterministic="warn",
+            num_sanity_val_steps=0,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", ".*number of training batches.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            trainer.fit(module, train_dl, val_dl)
+        if best.best_model_path:
+            state = torch.load(Path(best.best_model_path), map_location="cpu", weights_only=True)
+            module.load_state_dict(state["state_dict"])
+    module.cpu().eval()
+    return history.history
