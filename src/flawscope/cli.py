@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import cv2
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig, build
@@ -27,19 +26,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="flawscope: learn what good parts look like, then score, localise and judge new images.",
 )
-out_console = Console()
-err_console = Console(stderr=True)
+out_console = Console(soft_wrap=True, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("flawscope")
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        handlers=[handler],
-        format="%(message)s",
-        force=True,
-    )
+class _LevelFormatter(logging.Formatter):
+    """``warning: message`` on one line (no wrapping, so a path is never split)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LevelFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     log.setLevel(logging.INFO)
 
 
@@ -58,7 +60,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    _setup_logging(verbose=False)
+    _setup_logging()
 
 
 def _config(config_file: Path | None, overrides: dict[str, dict[str, Any]]) -> InspectorConfig:
@@ -272,7 +274,7 @@ def demo(
     from flawscope.data.synthetic import write_dataset
 
     t0 = time.perf_counter()
-    data = out / "data"
+    data = out / "printed_layers"
     out_console.print(
         f"[bold]1/4[/] generating {n_train} good layer images and test images "
         f"with defects in {data}"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from flawscope import __version__, metrics
-from flawscope.data.dataset import GOOD, Sample, load_mask, test_samples
+from flawscope.data.dataset import GOOD, Sample, labelled_samples, load_mask
 from flawscope.inspector import Inspector
 from flawscope.report import Panel, ReportData, write_report
 from flawscope.results import ResultsCSV
@@ -79,7 +79,7 @@ def evaluate(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    samples = test_samples(dataset)
+    samples = labelled_samples(dataset)
     with_masks = any(s.mask_path for s in samples)
     size = insp.config.model.image_size
     kept: list[Sample] = []

@@ -84,7 +84,7 @@ def training_samples(path: Path | str) -> list[Sample]:
     return [Sample(p, 0, GOOD) for p in files]
 
 
-def test_samples(root: Path | str) -> list[Sample]:
+def labelled_samples(root: Path | str) -> list[Sample]:
     """Labelled test images of an MVTec folder: ``test/good`` (label 0), ``test/<defect>`` (1).
 
     Masks are attached from ``ground_truth/<defect>/<stem>_mask.png`` where that file exists.

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from pydantic import BaseModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -107,7 +108,7 @@ class ReconstructionDetector:
             raise ModelDirError(f"{path} is missing", "re-run `flawscope fit` to create the model")
         try:
             self.network.load_state_dict(load_file(str(path)))
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, SafetensorError) as exc:
             raise ModelDirError(
                 f"weights in {path} do not match the {self.name} network ({str(exc)[:120]})",
                 "the model directory is damaged or from another version; re-run `flawscope fit`",

@@ -1,0 +1,5 @@
+"""``python -m flawscope`` runs the command-line interface."""
+
+from flawscope.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""Dataset discovery (MVTec layout, plain folders), hold-out splits, loading with bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from flawscope.data.dataset import (
+    collect_inputs,
+    labelled_samples,
+    load_images,
+    split_holdout,
+    training_samples,
+)
+from flawscope.errors import DataError
+from flawscope.preprocess.enhance import to_model_input
+
+
+def _write(path: Path, shape: tuple[int, ...] = (40, 50), value: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full(shape, value, np.uint8))
+    return path
+
+
+def _mvtec(root: Path) -> Path:
+    for i in range(3):
+        _write(root / "train" / "good" / f"{i:03d}.png")
+    _write(root / "test" / "good" / "000.png")
+    _write(root / "test" / "crack" / "000.png")
+    _write(root / "test" / "crack" / "001.png")
+    _write(root / "ground_truth" / "crack" / "000_mask.png", value=255)
+    return root
+
+
+def test_mvtec_layout(tmp_path: Path) -> None:
+    root = _mvtec(tmp_path / "set")
+    assert len(training_samples(root)) == 3
+    test = labelled_samples(root)
+    assert [(s.label, s.defect_type) for s in test] == [(1, "crack"), (1, "crack"), (0, "good")]
+    assert test[0].mask_path is not None and test[1].mask_path is None
+
+
+def test_plain_folder_recursive_all_formats(tmp_path: Path) -> None:
+    for name in ["a.png", "b.JPG", "sub/c.bmp", "sub/d.tiff"]:
+        _write(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    assert len(training_samples(tmp_path)) == 4
+    assert len(collect_inputs([tmp_path / "a.png", tmp_path / "sub"])) == 3
+
+
+def test_missing_and_empty_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        training_samples(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="contains no images"):
+        training_samples(tmp_path / "empty")
+    with pytest.raises(DataError, match="no test/"):
+        labelled_samples(tmp_path / "empty")
+    with pytest.raises(DataError, match="does not exist"):
+        collect_inputs([tmp_path / "missing.png"])
+
+
+def test_holdout_split_is_disjoint_seeded_and_sized() -> None:
+    items = list(range(100))
+    train, hold = split_holdout(items, 0.15, seed=1)
+    assert len(hold) == 15 and len(train) == 85
+    assert not set(train) & set(hold) and set(train) | set(hold) == set(items)
+    assert split_holdout(items, 0.15, seed=1) == (train, hold)
+    assert split_holdout(items, 0.15, seed=2)[1] != hold
+    assert [len(x) for x in split_holdout([1, 2], 0.15, 0)] == [1, 1]
+    with pytest.raises(DataError, match="at least 2"):
+        split_holdout([1], 0.15, 0)
+
+
+def test_load_images_resizes_converts_and_skips_bad(tmp_path: Path) -> None:
+    from flawscope.data.dataset import Sample
+
+    good_grey = _write(tmp_path / "g.png", (40, 60))
+    rgb = _write(tmp_path / "c.png", (100, 30, 3))
+    tiny = _write(tmp_path / "t.png", (8, 8))
+    corrupt = tmp_path / "x.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    samples = [Sample(p) for p in (good_grey, corrupt, rgb, tiny)]
+    batch = load_images(samples, size=32, channels=1, min_side=16, keep_originals=True)
+    assert batch.images.shape == (2, 1, 32, 32)
+    assert [s.path.name for s in batch.samples] == ["g.png", "c.png"]
+    assert batch.sizes == [(40, 60), (100, 30)]
+    assert [s.path.name for s, _ in batch.skipped] == ["x.png", "t.png"]
+    assert "smaller than the 16 px minimum" in batch.skipped[1][1]
+    assert batch.originals is not None and batch.originals[1].shape == (100, 30, 3)
+
+
+def test_to_model_input_channels() -> None:
+    grey = np.random.default_rng(0).random((20, 30)).astype(np.float32)
+    assert to_model_input(grey, 16, 3).shape == (3, 16, 16)
+    rgb = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
+    out = to_model_input(rgb, 16, 1)
+    assert out.shape == (1, 16, 16) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
