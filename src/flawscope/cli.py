@@ -7,6 +7,7 @@ Bad input never shows a traceback: library errors (:mod:`flawscope.errors`) are 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -158,6 +159,8 @@ def inspect(
 ) -> None:
     """Score images: print score and verdict per image, write results.csv and anomaly-map PNGs.
 
+    results.csv is a log: rows are appended to an existing file in the same --out folder.
+
     Exits with status 1 when some inputs could not be read (after writing all the others).
     """
     from flawscope.inspector import Inspector
@@ -182,7 +185,7 @@ def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
     map_dir = out / "anomaly_maps"
     n_fail = n_ok = n_skipped = 0
     used: set[Path] = set()
-    with ResultsCSV(out / "results.csv") as csv_out:
+    with ResultsCSV(out / "results.csv", append=True) as csv_out:
         for batch in insp.predict_batches(samples, keep_originals=maps):
             n_skipped += len(batch.loaded.skipped)
             for j, s in enumerate(batch.loaded.samples):
@@ -201,6 +204,7 @@ def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
                     score=f"{score:.6g}",
                     threshold=f"{insp.threshold:.6g}",
                     verdict=verdict,
+                    model_id=insp.model_id,
                     anomaly_map=map_path,
                 )
                 colour = "red" if verdict == "fail" else "green"
@@ -279,6 +283,9 @@ def demo(
         f"[bold]1/4[/] generating {n_train} good layer images and test images "
         f"with defects in {data}"
     )
+    for own in (data, out / "inspect"):  # the demo's own outputs: start clean, nothing stale
+        if own.exists():
+            shutil.rmtree(own)
     write_dataset(data, n_train=n_train, seed=seed)
     cfg = build(
         InspectorConfig,

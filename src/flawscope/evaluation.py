@@ -101,6 +101,7 @@ def evaluate(
                     verdict=batch.verdicts[j],
                     label="good" if s.label == 0 else "defective",
                     defect_type=s.defect_type,
+                    model_id=insp.model_id,
                 )
                 if with_masks and (s.label == 0 or s.mask_path is not None):
                     maps.append(batch.prediction.anomaly_maps[j].astype(np.float16))
