@@ -61,6 +61,9 @@ def test_fit_inspect_evaluate_end_to_end(tiny_dataset: Path, tmp_path: Path) -> 
     )
     assert r.returncode == 0, r.stderr
     assert (model / "weights.safetensors").is_file() and "threshold" in r.stdout
+    before = (model / "inspector.json").read_bytes()
+    assert_one_line_error(run("fit", tiny_dataset, "--out", model), "already holds", "--overwrite")
+    assert (model / "inspector.json").read_bytes() == before  # the trained model is kept
 
     out = tmp_path / "inspected"
     r = run(

@@ -111,6 +111,9 @@ def fit(
         str | None, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
     ] = None,
     devices: Annotated[str | None, typer.Option(help="Lightning devices: auto, 1, 2, ...")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a model already in --out (else refused).")
+    ] = False,
 ) -> None:
     """Learn from good images and write a model directory."""
 
@@ -132,12 +135,17 @@ def fit(
             "threshold": {"method": threshold, "quantile": quantile},
         },
     )
-    _fit(train, out, cfg)
+    _fit(train, out, cfg, overwrite)
 
 
-def _fit(train: Path, out: Path, cfg: InspectorConfig) -> Any:
-    from flawscope.inspector import Inspector
+def _fit(train: Path, out: Path, cfg: InspectorConfig, overwrite: bool = False) -> Any:
+    from flawscope.inspector import STATE_FILE, Inspector
 
+    if (out / STATE_FILE).exists() and not overwrite:
+        raise FlawscopeError(
+            f"{out} already holds a trained model",
+            "choose another --out folder, or pass --overwrite to replace it",
+        )
     t0 = time.perf_counter()
     insp = Inspector.fit(train, cfg)
     insp.save(out)
@@ -295,7 +303,7 @@ def demo(
         },
     )
     out_console.print("[bold]2/4[/] fitting the seed-000 convolutional autoencoder on good images")
-    insp = _fit(data, out / "model", cfg)
+    insp = _fit(data, out / "model", cfg, overwrite=True)
     out_console.print("[bold]3/4[/] inspecting the test images")
     _inspect(insp, [data / "test"], out / "inspect", maps=True)
     out_console.print("[bold]4/4[/] evaluating against the known defects")
