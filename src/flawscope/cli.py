@@ -30,6 +30,12 @@ app = typer.Typer(
 out_console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("flawscope")
+_DEFAULTS = InspectorConfig().model_dump()
+
+
+def _d(section: str, key: str) -> str:
+    """`` (default: X)`` for a help text, X read from the config defaults."""
+    return f" (default: {_DEFAULTS[section][key]})"
 
 
 class _LevelFormatter(logging.Formatter):
@@ -83,34 +89,67 @@ def fit(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     model: Annotated[
-        str | None, typer.Option(help="Detector name (see `flawscope models`).")
+        str | None,
+        typer.Option(help="Detector name (see `flawscope models`)." + _d("model", "name")),
     ] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="YAML config to start from.")
     ] = None,
-    image_size: Annotated[int | None, typer.Option(help="Model input side in pixels.")] = None,
-    channels: Annotated[int | None, typer.Option(help="1 = grey, 3 = RGB.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum training epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per training step.")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Adam learning rate.")] = None,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Model input side in pixels." + _d("model", "image_size"))
+    ] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="1 = grey, 3 = RGB." + _d("model", "channels"))
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum training epochs." + _d("training", "epochs"))
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per training step." + _d("training", "batch_size"))
+    ] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option("--lr", help="Adam learning rate." + _d("training", "learning_rate")),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Early-stopping patience (epochs)." + _d("training", "patience")),
+    ] = None,
     holdout: Annotated[
-        float | None, typer.Option(help="Share of good images held out (0-1).")
+        float | None,
+        typer.Option(
+            help="Share of good images held out (0-1)." + _d("training", "holdout_fraction")
+        ),
     ] = None,
-    aggregation: Annotated[str | None, typer.Option(help="Image score: max, mean or topk.")] = None,
-    top_k: Annotated[float | None, typer.Option(help="Percent of pixels for topk.")] = None,
+    aggregation: Annotated[
+        str | None,
+        typer.Option(help="Image score: max, mean or topk." + _d("scoring", "aggregation")),
+    ] = None,
+    top_k: Annotated[
+        float | None,
+        typer.Option(help="Percent of pixels for topk." + _d("scoring", "top_k_percent")),
+    ] = None,
     sigma: Annotated[
-        float | None, typer.Option(help="Anomaly-map Gaussian sigma (pixels).")
+        float | None,
+        typer.Option(help="Anomaly-map Gaussian sigma (pixels)." + _d("scoring", "sigma")),
     ] = None,
-    threshold: Annotated[str | None, typer.Option(help="Threshold rule: max or quantile.")] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(help="Threshold rule: max or quantile." + _d("threshold", "method")),
+    ] = None,
     quantile: Annotated[
-        float | None, typer.Option(help="Quantile for --threshold quantile.")
+        float | None,
+        typer.Option(help="Quantile for --threshold quantile." + _d("threshold", "quantile")),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed." + _d("training", "seed"))] = None,
     accelerator: Annotated[
-        str | None, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")
+        str | None,
+        typer.Option(help="Lightning accelerator: auto, cpu, gpu." + _d("training", "accelerator")),
     ] = None,
-    devices: Annotated[str | None, typer.Option(help="Lightning devices: auto, 1, 2, ...")] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(help="Lightning devices: auto, 1, 2, ..." + _d("training", "devices")),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a model already in --out (else refused).")
     ] = False,
