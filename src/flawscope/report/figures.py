@@ -174,12 +174,9 @@ def roc_pr_figure(
     Returns:
         The figure, or None when ``labels`` lacks one of the two classes (no curve exists).
     """
-    from sklearn.metrics import (
-        average_precision_score,
-        precision_recall_curve,
-        roc_auc_score,
-        roc_curve,
-    )
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from flawscope.metrics import roc_pr_curves
 
     lab = np.asarray(labels).astype(int)
     sc = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
@@ -187,8 +184,9 @@ def roc_pr_figure(
         return None
     auroc = auroc if _finite(auroc) else roc_auc_score(lab, sc)
     auprc = auprc if _finite(auprc) else average_precision_score(lab, sc)
-    fpr, tpr, _ = roc_curve(lab, sc)
-    precision, recall, _ = precision_recall_curve(lab, sc)
+    curves = roc_pr_curves(lab, sc)
+    fpr, tpr = curves["fpr"], curves["tpr"]
+    precision, recall = curves["precision"], curves["recall"]
 
     fig = Figure(figsize=(10, 4.2))
     ax_roc, ax_pr = fig.subplots(1, 2)
