@@ -40,6 +40,15 @@ def test_grey_16bit_keeps_precision(tmp_path: Path, suffix: str) -> None:
     assert len(np.unique(img)) == len(np.unique(g))
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_colour_16bit_keeps_precision(tmp_path: Path, suffix: str) -> None:
+    bgr = (np.random.default_rng(0).random((10, 12, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / f"c{suffix}"), bgr)
+    img = read_image(tmp_path / f"c{suffix}")
+    assert img.shape == (10, 12, 3)
+    np.testing.assert_allclose(img, bgr[..., ::-1] / 65535.0, atol=1e-6)
+
+
 def test_rgb_and_rgba(tmp_path: Path) -> None:
     rgb = np.zeros((8, 9, 3), np.uint8)
     rgb[..., 0] = 255

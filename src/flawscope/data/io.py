@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -46,6 +47,15 @@ def _to_float(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _colour_16bit(path: Path) -> np.ndarray | None:
+    """16-bit colour PNG/TIFF as ``(H, W, 3)`` RGB float32 (Pillow keeps only 8 bits), else None."""
+    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3:
+        return None
+    code = cv2.COLOR_BGRA2RGB if data.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(data, code).astype(np.float32) / 65535.0
+
+
 def read_image(path: Path | str) -> np.ndarray:
     """Read one image file.
 
@@ -54,7 +64,7 @@ def read_image(path: Path | str) -> np.ndarray:
 
     Returns:
         float32 array in ``[0, 1]``: ``(H, W)`` for grey images, ``(H, W, 3)`` RGB for colour.
-        16-bit images are scaled by 1/65535, 8-bit by 1/255.
+        16-bit images (grey or colour) are scaled by 1/65535, 8-bit by 1/255.
 
     Raises:
         ImageReadError: the file is missing, empty, truncated, corrupt, not an image, or larger
@@ -76,6 +86,10 @@ def read_image(path: Path | str) -> np.ndarray:
                         "downscale it before inspection",
                     )
                 img.load()  # forces full decoding: truncated files raise here
+                if img.mode in ("RGB", "RGBA") and img.format in ("PNG", "TIFF"):
+                    deep = _colour_16bit(path)
+                    if deep is not None:
+                        return deep
                 return _to_float(img)
     except ImageReadError:
         raise
