@@ -209,6 +209,18 @@ def test_max_bank_size_caps_the_coreset() -> None:
     assert det.fit_stats["bank_size"] == 10 and det.fit_stats["patches"] == 128
 
 
+def test_presampling_keeps_fit_memory_to_a_share_of_the_patches() -> None:
+    images = stripes(list(range(8)))
+    det = detector(coreset_ratio=0.05, presample_ratio=0.25).fit(images)
+    stats = det.fit_stats
+    assert stats["patches"] == 512  # 8 images x 8 x 8 grid, in 2 batches of 4 images
+    assert stats["candidates"] == 2 * 64  # a quarter of each batch's 256 patches
+    assert stats["bank_size"] == 26  # ceil(0.05 * 512) of all patches, not of the candidates
+    # every bank row is a real training patch
+    full = detector(coreset_ratio=1.0).fit(images).memory_bank
+    assert torch.cdist(det.memory_bank, full).min(dim=1).values.max() < 1e-5
+
+
 def test_coreset_is_reproducible_for_a_seed() -> None:
     a = detector().fit(stripes([0, 1, 2]))
     b = detector().fit(stripes([0, 1, 2]))
