@@ -3,37 +3,38 @@
 Usage (from the repository root, after `make setup`):
 
     .venv/bin/python benchmarks/real_data.py [--sets mvtec_ad/bottle magnetic_tile printbed]
-        [--data ../shared/data] [--model cae] [--image-size 256] [--epochs 30]
+        [--data ../shared/data] [--model cae] [--params '{"coreset_ratio": 0.01}']
+        [--image-size 256] [--channels 1] [--epochs 30] [--tag NAME]
 
-Each result goes to ``benchmarks/results/<model>_<set>.json`` with the command, the data set, the
-machine (CPU model, cores), the date, fit/evaluate wall times and the metrics of ``evaluate``.
-Models and reports are written under ``--work`` (default /tmp/flawscope-bench), not committed.
+Each set runs in a fresh process, so the peak resident memory of its fit is its own. Each result
+goes to ``benchmarks/results/<model>[_<tag>]_<set>.json`` with the command, the data set, the
+machine (CPU model, cores), the date, fit time and peak memory, inspection throughput (images per
+second from decoded, resized images to scores and anomaly maps, at batch 1 and 16) and the
+metrics of ``evaluate``. Models and reports go under ``--work`` (default /tmp/flawscope-bench).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
+import resource
 import shlex
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
-
-from flawscope import __version__
-from flawscope.config import InspectorConfig
-from flawscope.evaluation import evaluate
-from flawscope.inspector import Inspector
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict[str, object]:
     """CPU model, core count, torch threads, GPU name if any."""
+    import torch
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -52,35 +53,72 @@ def machine() -> dict[str, object]:
     }
 
 
-def run_set(name: str, args: argparse.Namespace) -> dict[str, object]:
-    data = Path(args.data) / name
-    if not data.is_dir():
-        raise SystemExit(f"{data} does not exist; pass --data pointing at the shared data folder")
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def throughput(insp: Any, images: Any, batch: int, repeats: int = 1) -> float:
+    """Images per second of ``detector.predict`` (scores and maps) on decoded ``images``."""
+    insp.detector.predict(images[:batch])  # warm-up
+    n, t0 = 0, time.perf_counter()
+    for _ in range(repeats):
+        for i in range(0, len(images) - batch + 1, batch):
+            insp.detector.predict(images[i : i + batch])
+            n += batch
+    return round(n / (time.perf_counter() - t0), 2)
+
+
+def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Fit, measure and evaluate on one data set (runs in its own process)."""
+    from flawscope import __version__
+    from flawscope.config import InspectorConfig
+    from flawscope.data.dataset import labelled_samples
+    from flawscope.evaluation import evaluate
+    from flawscope.inspector import Inspector
+
+    data = Path(args["data"]) / name
     cfg = InspectorConfig.model_validate(
         {
-            "model": {"name": args.model, "image_size": args.image_size},
-            "training": {"epochs": args.epochs, "patience": args.patience, "seed": args.seed},
+            "model": {
+                "name": args["model"],
+                "image_size": args["image_size"],
+                "channels": args["channels"],
+                "params": args["params"],
+            },
+            "training": {
+                "epochs": args["epochs"],
+                "patience": args["patience"],
+                "seed": args["seed"],
+                "progress": False,
+            },
         }
     )
-    work = Path(args.work) / f"{args.model}_{name.replace('/', '_')}"
+    work = Path(args["work"]) / f"{args['label']}_{name.replace('/', '_')}"
     t0 = time.perf_counter()
     insp = Inspector.fit(data, cfg)
-    insp.save(work / "model")
     t_fit = time.perf_counter() - t0
+    peak_fit = peak_rss_mb()
+    insp.save(work / "model")
+    sample = insp.read(labelled_samples(data)[:64]).images
+    speed = {f"batch_{b}": throughput(insp, sample, b) for b in (1, 16)}
     t0 = time.perf_counter()
     ev = evaluate(insp, data, work / "evaluation")
     t_eval = time.perf_counter() - t0
     return {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": args["command"],
         "dataset": name,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "flawscope_version": __version__,
         "config": cfg.model_dump(mode="json"),
-        "epochs_run": len(insp.history.get("val_loss", [])),
+        "epochs_run": len(insp.history.get("val_loss", [])) or None,
         "fit_seconds": round(t_fit, 1),
+        "fit_stats": getattr(insp.detector, "fit_stats", None),
+        "peak_rss_mb_fit": peak_fit,
+        "peak_rss_mb_total": peak_rss_mb(),
+        "inspect_images_per_second": speed,
         "evaluate_seconds": round(t_eval, 1),
-        "evaluate_seconds_per_image": round(t_eval / max(1, ev.metrics["n_images"]), 4),
         "report": str(ev.report_path),
         **ev.metrics,
     }
@@ -91,23 +129,37 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", default=["mvtec_ad/bottle", "magnetic_tile", "printbed"])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--model", default="cae")
+    p.add_argument("--params", default="{}", help="JSON object of model params")
+    p.add_argument("--tag", default="", help="suffix of the result names (variants of a model)")
     p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--channels", type=int, default=1)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--work", default="/tmp/flawscope-bench")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    args = p.parse_args()
-    out = Path(args.results)
+    ns = p.parse_args()
+    args = {
+        **vars(ns),
+        "params": json.loads(ns.params),
+        "label": ns.model + (f"_{ns.tag}" if ns.tag else ""),
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    out = Path(ns.results)
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.sets:
-        result = run_set(name, args)
-        path = out / f"{args.model}_{name.replace('/', '_')}.json"
+    for name in ns.sets:
+        if not (Path(ns.data) / name).is_dir():
+            raise SystemExit(f"{Path(ns.data) / name} does not exist; pass --data")
+        with mp.get_context("spawn").Pool(1) as pool:  # fresh process: its own peak memory
+            result = pool.apply(run_set, (name, args))
+        path = out / f"{args['label']}_{name.replace('/', '_')}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
-        img = result["image"]
+        img, px = result["image"], result["pixel"] or {}
         print(
-            f"{name}: image AUROC {img['auroc']:.3f}, F1 {img['f1']:.3f}, "
-            f"fit {result['fit_seconds']} s -> {path}",
+            f"{name}: image AUROC {img['auroc']:.3f} F1-max {img['f1_max']:.3f}"
+            + (f" pixel AUROC {px['auroc']:.3f} AUPRO {px['aupro']:.3f}" if px else "")
+            + f" | fit {result['fit_seconds']} s, peak {result['peak_rss_mb_fit']} MB,"
+            f" {result['inspect_images_per_second']} img/s -> {path}",
             flush=True,
         )
 

@@ -140,6 +140,19 @@ def test_inspect_skips_bad_files_keeps_results_and_exits_nonzero(
     assert sorted(Path(row["path"]).name for row in rows) == ["ok0.png", "ok1.png", "ok2.png"]
 
 
+def test_keep_aspect_fit_and_inspect_a_long_strip(tiny_dataset: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    r = run("fit", tiny_dataset, "--out", model, "--image-size", 32, "--epochs", 1, "--keep-aspect")
+    assert r.returncode == 0, r.stderr
+    assert "keep_aspect: true" in (model / "config.yaml").read_text()
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), (np.random.default_rng(1).random((40, 300)) * 255).astype(np.uint8))
+    r = run("inspect", model, strip, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    row = next(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert cv2.imread(row["anomaly_map"]).shape == (40, 300, 3)
+
+
 def test_incompatible_model_directory(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 

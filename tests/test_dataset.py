@@ -16,7 +16,7 @@ from flawscope.data.dataset import (
     training_samples,
 )
 from flawscope.errors import DataError
-from flawscope.preprocess.enhance import to_model_input
+from flawscope.preprocess.enhance import crop_box, to_model_input
 
 
 def _write(path: Path, shape: tuple[int, ...] = (40, 50), value: int = 100) -> Path:
@@ -95,8 +95,28 @@ def test_load_images_resizes_converts_and_skips_bad(tmp_path: Path) -> None:
 
 def test_to_model_input_channels() -> None:
     grey = np.random.default_rng(0).random((20, 30)).astype(np.float32)
-    assert to_model_input(grey, 16, 3).shape == (3, 16, 16)
+    img, box = to_model_input(grey, 16, 3)
+    assert img.shape == (3, 16, 16) and box == (0, 0, 16, 16)
     rgb = np.random.default_rng(0).random((20, 30, 3)).astype(np.float32)
-    out = to_model_input(rgb, 16, 1)
+    out, _ = to_model_input(rgb, 16, 1)
     assert out.shape == (1, 16, 16) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_keep_aspect_letterboxes_a_strip_without_squashing() -> None:
+    strip = np.tile(np.linspace(0, 1, 400, dtype=np.float32), (100, 1))  # 100 x 400, 1:4
+    img, box = to_model_input(strip, 64, 1, keep_aspect=True)
+    assert img.shape == (1, 64, 64)
+    assert box == (24, 0, 16, 64)  # long side 64, short side 16, centred
+    content = crop_box(img[0], box)
+    np.testing.assert_allclose(content[8], np.linspace(0, 1, 64), atol=0.02)  # not squashed
+    np.testing.assert_allclose(img[0, 23], img[0, 25], atol=1e-6)  # mirrored padding
+
+
+def test_load_images_reports_boxes(tmp_path: Path) -> None:
+    from flawscope.data.dataset import Sample
+
+    wide = _write(tmp_path / "w.png", (50, 200))
+    batch = load_images([Sample(wide)], 32, 1, 16, keep_aspect=True)
+    assert batch.boxes == [(12, 0, 8, 32)]
+    assert load_images([Sample(wide)], 32, 1, 16).boxes == [(0, 0, 32, 32)]

@@ -101,6 +101,14 @@ def fit(
     channels: Annotated[
         int | None, typer.Option(help="1 = grey, 3 = RGB." + _d("model", "channels"))
     ] = None,
+    keep_aspect: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-aspect/--squash",
+            help="Letterbox images (long side to the input size, mirrored padding) instead of "
+            "squashing them to a square." + _d("model", "keep_aspect"),
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum training epochs." + _d("training", "epochs"))
     ] = None,
@@ -159,7 +167,12 @@ def fit(
     cfg = _config(
         config_file,
         {
-            "model": {"name": model, "image_size": image_size, "channels": channels},
+            "model": {
+                "name": model,
+                "image_size": image_size,
+                "channels": channels,
+                "keep_aspect": keep_aspect,
+            },
             "training": {
                 "epochs": epochs,
                 "batch_size": batch_size,
@@ -224,6 +237,7 @@ def inspect(
 
 def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
     from flawscope.data.dataset import collect_inputs
+    from flawscope.preprocess.enhance import crop_box
     from flawscope.report import overlay
     from flawscope.results import ResultsCSV
     from flawscope.scoring import resize_map
@@ -242,7 +256,8 @@ def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
                 if maps:
                     map_path = _unique(map_dir / s.path.parent.name / f"{s.path.stem}.png", used)
                     orig = batch.loaded.originals[j]
-                    amap = resize_map(batch.prediction.anomaly_maps[j], *orig.shape[:2])
+                    amap = crop_box(batch.prediction.anomaly_maps[j], batch.loaded.boxes[j])
+                    amap = resize_map(amap, *orig.shape[:2])
                     rgb = overlay(orig, amap, vmax=2 * insp.threshold)
                     map_path.parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(map_path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -24,6 +24,7 @@ class ModelConfig(_Strict):
 
     ``image_size`` is the side S in pixels of the square ``(C, S, S)`` input; ``channels`` 1 (grey)
     or 3 (RGB); images whose shorter side is below ``min_image_side`` pixels are refused;
+    ``keep_aspect`` letterboxes images (long side to S, mirrored padding) instead of squashing;
     ``params`` are the detector's own hyperparameters (validated by the detector).
     """
 
@@ -31,6 +32,7 @@ class ModelConfig(_Strict):
     image_size: int = Field(256, ge=16, le=4096)
     channels: Literal[1, 3] = 1
     min_image_side: int = Field(16, ge=1)
+    keep_aspect: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
 

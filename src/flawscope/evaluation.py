@@ -1,8 +1,9 @@
 """Evaluate an Inspector on a labelled MVTec-style test set: metrics JSON, results CSV, report.
 
 Image-level metrics use every readable test image; pixel-level AUROC and AUPRO (Bergmann et al.,
-IJCV 2021) are computed at the model input resolution S x S on good images and on defective images
-that have a ground-truth mask.
+IJCV 2021) are computed at the model input resolution S x S (the anomaly map of the image content,
+resized to S x S, against the mask resized to S x S) on good images and on defective images that
+have a ground-truth mask.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import numpy as np
 from flawscope import __version__, metrics
 from flawscope.data.dataset import GOOD, Sample, labelled_samples, load_mask
 from flawscope.inspector import Inspector
+from flawscope.preprocess.enhance import crop_box
 from flawscope.report import Panel, ReportData, write_report
 from flawscope.results import ResultsCSV
+from flawscope.scoring import resize_map
 
 log = logging.getLogger("flawscope")
 
@@ -43,15 +46,16 @@ def _to_hwc(chw: np.ndarray) -> np.ndarray:
 def _panels(
     insp: Inspector, samples: list[Sample], scores: np.ndarray, idx: np.ndarray
 ) -> list[Panel]:
-    """Report panels (input, reconstruction, anomaly map, mask) at model resolution."""
+    """Report panels (input, reconstruction, anomaly map, mask) of the image content at model
+    resolution (letterbox padding cropped away)."""
     chosen = [samples[i] for i in idx]
     if not chosen:
         return []
     loaded = insp.read(chosen)
     pred = insp.detector.predict(loaded.images)
-    size = insp.config.model.image_size
     panels = []
     for j, s in enumerate(loaded.samples):
+        box = loaded.boxes[j]
         recon = pred.reconstructions[j] if pred.reconstructions is not None else None
         panels.append(
             Panel(
@@ -59,10 +63,10 @@ def _panels(
                 label=s.defect_type,
                 score=float(pred.image_scores[j]),
                 verdict=insp.verdicts(pred.image_scores[j : j + 1])[0],
-                image=_to_hwc(loaded.images[j].numpy()),
-                anomaly_map=pred.anomaly_maps[j],
-                reconstruction=None if recon is None else _to_hwc(recon),
-                mask=load_mask(s, (size, size)) if s.mask_path else None,
+                image=_to_hwc(crop_box(loaded.images[j].numpy(), box)),
+                anomaly_map=np.ascontiguousarray(crop_box(pred.anomaly_maps[j], box)),
+                reconstruction=None if recon is None else _to_hwc(crop_box(recon, box)),
+                mask=load_mask(s, box[2:]) if s.mask_path else None,
             )
         )
     return panels
@@ -104,7 +108,9 @@ def evaluate(
                     model_id=insp.model_id,
                 )
                 if with_masks and (s.label == 0 or s.mask_path is not None):
-                    maps.append(batch.prediction.anomaly_maps[j].astype(np.float16))
+                    amap = crop_box(batch.prediction.anomaly_maps[j], batch.loaded.boxes[j])
+                    amap = resize_map(amap, size, size)
+                    maps.append(amap.astype(np.float16))
                     masks.append(load_mask(s, (size, size)))
     if not kept:
         from flawscope.errors import DataError

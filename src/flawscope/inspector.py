@@ -116,7 +116,9 @@ class Inspector:
     def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:
         """Read ``samples`` in this inspector's input format (unreadable ones skipped, warned)."""
         m = self.config.model
-        return load_images(samples, m.image_size, m.channels, m.min_image_side, keep_originals)
+        return load_images(
+            samples, m.image_size, m.channels, m.min_image_side, keep_originals, m.keep_aspect
+        )
 
     def predict_batches(
         self, samples: Sequence[Sample], batch_size: int | None = None, keep_originals: bool = False

@@ -21,7 +21,7 @@ import torch
 
 from flawscope.data.io import is_image_file, read_image, read_mask
 from flawscope.errors import DataError, FlawscopeError
-from flawscope.preprocess.enhance import to_model_input
+from flawscope.preprocess.enhance import Box, to_model_input
 
 log = logging.getLogger("flawscope")
 
@@ -176,12 +176,15 @@ class LoadedBatch:
         samples: the N samples that loaded (unreadable ones are left out).
         originals: the N images as read, ``(H, W)`` or ``(H, W, 3)`` float32, only when kept.
         sizes: the N original sizes ``(H, W)`` in pixels.
+        boxes: the N regions ``(top, left, height, width)`` of the image content in the model
+            input (the whole S x S input unless the aspect ratio is kept).
         skipped: ``(sample, reason)`` for every sample that could not be used.
     """
 
     images: torch.Tensor
     samples: list[Sample]
     sizes: list[tuple[int, int]]
+    boxes: list[Box]
     skipped: list[tuple[Sample, str]]
     originals: list[np.ndarray] | None = None
 
@@ -192,6 +195,7 @@ def load_images(
     channels: int,
     min_side: int,
     keep_originals: bool = False,
+    keep_aspect: bool = False,
 ) -> LoadedBatch:
     """Read, convert and resize ``samples`` into one tensor, skipping unusable files with a warning.
 
@@ -201,6 +205,7 @@ def load_images(
         channels: 1 (grey) or 3 (RGB).
         min_side: images whose shorter side is below this many pixels are skipped.
         keep_originals: also return the images as read (for overlays at full resolution).
+        keep_aspect: letterbox instead of squashing (see ``preprocess.enhance.letterbox``).
 
     Returns:
         A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
@@ -208,6 +213,7 @@ def load_images(
     arrays: list[np.ndarray] = []
     kept: list[Sample] = []
     sizes: list[tuple[int, int]] = []
+    boxes: list[Box] = []
     originals: list[np.ndarray] = []
     skipped: list[tuple[Sample, str]] = []
     for s in samples:
@@ -223,7 +229,9 @@ def load_images(
             log.warning("skipping %s", exc)
             skipped.append((s, str(exc)))
             continue
-        arrays.append(to_model_input(img, size, channels))
+        array, box = to_model_input(img, size, channels, keep_aspect)
+        arrays.append(array)
+        boxes.append(box)
         kept.append(s)
         sizes.append((h, w))
         if keep_originals:
@@ -233,7 +241,7 @@ def load_images(
         if arrays
         else torch.zeros((0, channels, size, size), dtype=torch.float32)
     )
-    return LoadedBatch(images, kept, sizes, skipped, originals if keep_originals else None)
+    return LoadedBatch(images, kept, sizes, boxes, skipped, originals if keep_originals else None)
 
 
 def load_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:

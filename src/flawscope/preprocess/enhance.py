@@ -36,9 +36,63 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def to_model_input(image: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Image as read -> ``(C, size, size)`` float32 in ``[0, 1]``, the detector's input layout."""
-    img = resize(to_channels(image.astype(np.float32, copy=False), channels), size, size)
+#: where the image content lies in the model input: (top, left, height, width) in pixels
+Box = tuple[int, int, int, int]
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Box]:
+    """Resize ``(H, W[, C])`` so its long side is ``size`` px, then pad the short side to ``size``.
+
+    The aspect ratio is kept (long strips and wide views are not squashed); the padding mirrors
+    the image (OpenCV ``BORDER_REFLECT_101``), so it adds no edges that could look like defects.
+
+    Returns:
+        ``(size, size[, C])`` float32 and the :data:`Box` of the image content in it.
+    """
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    img = resize(image, nh, nw)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out = cv2.copyMakeBorder(
+        np.ascontiguousarray(img),
+        top,
+        size - nh - top,
+        left,
+        size - nw - left,
+        cv2.BORDER_REFLECT_101,
+    )
+    if image.ndim == 3 and out.ndim == 2:
+        out = out[:, :, None]
+    return out, (top, left, nh, nw)
+
+
+def to_model_input(
+    image: np.ndarray, size: int, channels: int, keep_aspect: bool = False
+) -> tuple[np.ndarray, Box]:
+    """Image as read -> ``(C, size, size)`` float32 in ``[0, 1]``, the detector's input layout.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, 3)`` float32 in ``[0, 1]``.
+        size: model input side S in pixels.
+        channels: 1 (grey) or 3 (RGB).
+        keep_aspect: :func:`letterbox` instead of squashing the image to S x S.
+
+    Returns:
+        The model input and the :data:`Box` of the image content in it (the whole input unless
+        ``keep_aspect``).
+    """
+    img = to_channels(image.astype(np.float32, copy=False), channels)
+    if keep_aspect:
+        img, box = letterbox(img, size)
+    else:
+        img, box = resize(img, size, size), (0, 0, size, size)
     if img.ndim == 2:
         img = img[:, :, None]
-    return np.ascontiguousarray(np.clip(img, 0.0, 1.0).transpose(2, 0, 1))
+    return np.ascontiguousarray(np.clip(img, 0.0, 1.0).transpose(2, 0, 1)), box
+
+
+def crop_box(array: np.ndarray, box: Box) -> np.ndarray:
+    """The ``box`` region of an array whose last two axes are the model input's (S, S)."""
+    top, left, h, w = box
+    return array[..., top : top + h, left : left + w]

@@ -39,4 +39,5 @@ def resize_map(anomaly_map: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinearly resize one ``(h, w)`` float32 anomaly map to ``(height, width)`` pixels."""
     if anomaly_map.shape == (height, width):
         return anomaly_map
-    return cv2.resize(anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)
+    src = np.ascontiguousarray(anomaly_map)  # e.g. a cropped view
+    return cv2.resize(src, (width, height), interpolation=cv2.INTER_LINEAR)
