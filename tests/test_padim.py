@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from flawscope.config import InspectorConfig, ModelConfig, ScoringConfig, TrainingConfig, build
+from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
 from flawscope.errors import ConfigError, DataError, ModelDirError
-from flawscope.models import features
 from flawscope.models.padim import GaussianAccumulator, PadimDetector, PadimParams, mahalanobis
 from tests.test_patchcore import SIZE, SQUARE, stripes, tiny_factory
 
@@ -140,26 +139,3 @@ def test_bad_params_are_config_errors(bad: dict[str, object]) -> None:
 def test_more_features_than_channels_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="n_features"):
         detector(n_features=25)
-
-
-def test_inspector_fit_save_load(
-    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flawscope.data.dataset import labelled_samples
-    from flawscope.inspector import Inspector
-
-    monkeypatch.setattr(features, "make_extractor", tiny_factory)
-    config = InspectorConfig.model_validate(
-        {
-            "model": {"name": "padim", "image_size": 32, "params": {"n_features": 6}},
-            "training": {"batch_size": 8, "progress": False, "accelerator": "cpu"},
-        }
-    )
-    insp = Inspector.fit(tiny_dataset, config)
-    insp.save(tmp_path / "model")
-    again = Inspector.load_dir(tmp_path / "model")
-    samples = labelled_samples(tiny_dataset)[:6]
-    a = next(insp.predict_batches(samples)).prediction
-    b = next(again.predict_batches(samples)).prediction
-    np.testing.assert_array_equal(a.image_scores, b.image_scores)
-    assert a.anomaly_maps.shape == (6, 32, 32) and (a.image_scores >= 0).all()

@@ -16,9 +16,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from flawscope.config import InspectorConfig, ModelConfig, ScoringConfig, TrainingConfig, build
+from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
 from flawscope.errors import ConfigError, DataError, ModelDirError
-from flawscope.models import features
 from flawscope.models.coreset import nearest_neighbours
 from flawscope.models.features import (
     BackboneParams,
@@ -272,28 +271,3 @@ def test_bad_params_are_config_errors(bad: dict[str, object]) -> None:
 def test_predict_before_fit_is_refused() -> None:
     with pytest.raises(RuntimeError, match="fit or load"):
         detector().predict(stripes([0]))
-
-
-# ---------------------------------------------------------------------- through the Inspector
-def test_inspector_fit_save_load(
-    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flawscope.data.dataset import labelled_samples
-    from flawscope.inspector import Inspector
-
-    monkeypatch.setattr(features, "make_extractor", tiny_factory)
-    config = InspectorConfig.model_validate(
-        {
-            "model": {"name": "patchcore", "image_size": 32, "params": {"feature_dim": 8}},
-            "training": {"batch_size": 8, "progress": False, "accelerator": "cpu"},
-        }
-    )
-    insp = Inspector.fit(tiny_dataset, config)
-    insp.save(tmp_path / "model")
-    again = Inspector.load_dir(tmp_path / "model")
-    assert again.config.model.params == {"feature_dim": 8}
-    samples = labelled_samples(tiny_dataset)[:6]
-    a = next(insp.predict_batches(samples)).prediction
-    b = next(again.predict_batches(samples)).prediction
-    np.testing.assert_array_equal(a.image_scores, b.image_scores)
-    assert a.anomaly_maps.shape == (6, 32, 32)
