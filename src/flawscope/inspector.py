@@ -85,25 +85,29 @@ class Inspector:
         insp = cls(config)  # validates the model name and params before reading any data
         m, t = config.model, config.training
         samples = training_samples(train_path)
-        loaded = insp.read(samples)
-        if len(loaded.samples) < 2:
+        train_files, hold_files = split_holdout(samples, t.holdout_fraction, t.seed)
+        train, hold = insp.read(train_files).images, insp.read(hold_files).images
+        if len(train) == 0 or len(hold) == 0:
             raise DataError(
-                f"only {len(loaded.samples)} of {len(samples)} training images could be read",
+                f"only {len(train) + len(hold)} of {len(samples)} training images could be read"
+                + (
+                    f" ({len(train)} for training, {len(hold)} for the hold-out)"
+                    if len(train) + len(hold)
+                    else ""
+                ),
                 "check the warnings above and provide at least 2 readable good images",
             )
-        train, hold = split_holdout(range(len(loaded.samples)), t.holdout_fraction, t.seed)
         log.info(
             "training %s on %d good images, holding out %d for early stopping and the threshold",
             m.name,
             len(train),
             len(hold),
         )
-        images = loaded.images
-        insp.detector.fit(images[list(train)], images[list(hold)])
+        insp.detector.fit(train, hold)
         insp.history = getattr(insp.detector, "history", {})
         insp.holdout_scores = np.concatenate(
             [
-                insp.detector.predict(images[list(hold)][i : i + t.batch_size]).image_scores
+                insp.detector.predict(hold[i : i + t.batch_size]).image_scores
                 for i in range(0, len(hold), t.batch_size)
             ]
         )

@@ -210,7 +210,8 @@ def load_images(
     Returns:
         A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
     """
-    arrays: list[np.ndarray] = []
+    # filled row by row: no list of arrays plus a stacked copy (twice the memory) at any time
+    out = np.empty((len(samples), channels, size, size), dtype=np.float32)
     kept: list[Sample] = []
     sizes: list[tuple[int, int]] = []
     boxes: list[Box] = []
@@ -229,18 +230,13 @@ def load_images(
             log.warning("skipping %s", exc)
             skipped.append((s, str(exc)))
             continue
-        array, box = to_model_input(img, size, channels, keep_aspect)
-        arrays.append(array)
+        out[len(kept)], box = to_model_input(img, size, channels, keep_aspect)
         boxes.append(box)
         kept.append(s)
         sizes.append((h, w))
         if keep_originals:
             originals.append(img)
-    images = (
-        torch.from_numpy(np.stack(arrays))
-        if arrays
-        else torch.zeros((0, channels, size, size), dtype=torch.float32)
-    )
+    images = torch.from_numpy(out[: len(kept)])
     return LoadedBatch(images, kept, sizes, boxes, skipped, originals if keep_originals else None)
 
 

@@ -304,6 +304,8 @@ class FeatureExtractor(nn.Module):
         self._outputs: dict[int, dict[int, torch.Tensor]] = {}
         for index in sorted(set(self.block_indices)):
             self._blocks[index].register_forward_hook(_Capture(self._outputs, index))
+        # NHWC layout: depthwise convolutions run ~1.5x faster on CPUs (oneDNN), same values
+        self.to(memory_format=torch.channels_last)
         self.eval()
 
     def train(self, mode: bool = True) -> FeatureExtractor:
@@ -330,6 +332,7 @@ class FeatureExtractor(nn.Module):
         """
         weight = self._conv_stem.weight
         x = preprocess(images).to(device=weight.device, dtype=weight.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
         key = threading.get_ident()
         try:
             with torch.no_grad():
@@ -337,7 +340,7 @@ class FeatureExtractor(nn.Module):
                 for block in self._blocks:
                     x = block(x)
             found = self._outputs.get(key, {})
-            return [found[i] for i in self.block_indices]
+            return [found[i].contiguous() for i in self.block_indices]
         finally:
             self._outputs.pop(key, None)
 

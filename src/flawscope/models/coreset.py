@@ -9,8 +9,9 @@ CVPR 2022):
   vector of length N and updates it with each newly selected centre, so its memory is O(N) on top
   of the (projected) features: it never builds an N x M distance matrix.
 - :func:`nearest_neighbours` finds the k nearest bank rows of each query row by walking
-  ``query_chunk x bank_chunk`` blocks of :func:`torch.cdist` and merging a running top-k, so the
-  largest temporary is one block whatever the number of queries or the bank size.
+  ``query_chunk x bank_chunk`` blocks of squared distances (one matrix product each, with the
+  bank's squared norms computed once) and merging a running top-k, so the largest temporary is
+  one block whatever the number of queries or the bank size.
 
 All distances are Euclidean (L2), in the units of the features.
 """
@@ -125,10 +126,11 @@ def nearest_neighbours(
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest ``bank`` rows of every query row, searched block by block.
 
-    Distances of one ``(query_chunk, bank_chunk)`` block are computed with :func:`torch.cdist`,
-    reduced to the block's own top-k and merged into a running top-k, so the largest temporary is
-    one block (defaults: 1024 x 8192 float32 = 32 MiB) however many queries or bank rows there
-    are.
+    For one ``(query_chunk, bank_chunk)`` block, ``||b||^2 - 2 q.b`` is computed with one matrix
+    product, reduced to the block's own top-k (a plain minimum for k = 1) and merged into a
+    running top-k; ``||q||^2`` (constant along a row) and the square root are applied to the
+    winners only. The largest temporary is one block (defaults: 1024 x 8192 float32 = 32 MiB)
+    however many queries or bank rows there are.
 
     Args:
         queries: ``(Q, D)`` float tensor.
@@ -157,18 +159,26 @@ def nearest_neighbours(
     out_d = torch.empty(n_q, k, dtype=torch.float32, device=device)
     out_i = torch.empty(n_q, k, dtype=torch.long, device=device)
     bank = bank.float()
+    bank_sq = (bank * bank).sum(dim=1)
     for q0 in range(0, n_q, query_chunk):
         q = queries[q0 : q0 + query_chunk].float()
+        q_sq = (q * q).sum(dim=1, keepdim=True)
         best_d = torch.full((len(q), 0), float("inf"), device=device)
         best_i = torch.empty((len(q), 0), dtype=torch.long, device=device)
         for b0 in range(0, len(bank), bank_chunk):
-            block = torch.cdist(q, bank[b0 : b0 + bank_chunk])
-            kb = min(k, block.shape[1])
-            block_d, block_i = torch.topk(block, kb, dim=1, largest=False, sorted=False)
+            b1 = b0 + bank_chunk
+            # ||b||^2 - 2 q.b in one BLAS call; ||q||^2 is the same along a row, so it cannot
+            # change which bank rows are nearest and is added to the winners only
+            block = torch.addmm(bank_sq[b0:b1], q, bank[b0:b1].T, alpha=-2.0)
+            if k == 1:
+                block_d, block_i = block.min(dim=1, keepdim=True)
+            else:
+                kb = min(k, block.shape[1])
+                block_d, block_i = torch.topk(block, kb, dim=1, largest=False, sorted=False)
             cand_d = torch.cat([best_d, block_d], dim=1)
             cand_i = torch.cat([best_i, block_i + b0], dim=1)
             best_d, pos = torch.topk(cand_d, min(k, cand_d.shape[1]), dim=1, largest=False)
             best_i = torch.gather(cand_i, 1, pos)
-        out_d[q0 : q0 + len(q)] = best_d
+        out_d[q0 : q0 + len(q)] = (best_d + q_sq).clamp_min_(0.0).sqrt_()
         out_i[q0 : q0 + len(q)] = best_i
     return out_d, out_i
