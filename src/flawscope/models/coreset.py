@@ -122,14 +122,14 @@ def nearest_neighbours(
     bank: Tensor,
     k: int = 1,
     query_chunk: int = 1024,
-    bank_chunk: int = 8192,
+    bank_chunk: int = 2048,
 ) -> tuple[Tensor, Tensor]:
     """The ``k`` nearest ``bank`` rows of every query row, searched block by block.
 
     For one ``(query_chunk, bank_chunk)`` block, ``||b||^2 - 2 q.b`` is computed with one matrix
     product, reduced to the block's own top-k (a plain minimum for k = 1) and merged into a
     running top-k; ``||q||^2`` (constant along a row) and the square root are applied to the
-    winners only. The largest temporary is one block (defaults: 1024 x 8192 float32 = 32 MiB)
+    winners only. The largest temporary is one block (defaults: 1024 x 2048 float32 = 8 MiB)
     however many queries or bank rows there are.
 
     Args:

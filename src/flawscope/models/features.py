@@ -174,6 +174,10 @@ def select_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+#: images per backbone forward pass on a CPU (see :meth:`BackboneDetector.stages`)
+CPU_MICRO_BATCH = 2
+
+
 class BackboneDetector:
     """Base of the detectors built on a pretrained feature extractor (nothing is trained).
 
@@ -244,9 +248,13 @@ class BackboneDetector:
             ``[(B, C_i, h_i, w_i), ...]`` float32 on ``self.device``, one list per batch.
         """
         bs = self.training_cfg.batch_size
+        # On a CPU, small forward passes keep the activations in cache: measured on 2 cores at
+        # 256 px, 8 passes of 2 images take 166 ms, one pass of 16 images 393 ms.
+        micro = bs if self.device.type == "cuda" else CPU_MICRO_BATCH
         for i in range(0, len(images), bs):
             batch = images[i : i + bs].to(self.device, torch.float32)
-            yield [f.float() for f in self.extractor(batch)]
+            parts = [self.extractor(batch[j : j + micro]) for j in range(0, len(batch), micro)]
+            yield [torch.cat(stage).float() for stage in zip(*parts, strict=True)]
 
     def grid(self) -> tuple[int, int]:
         """``(h, w)``: the feature grid (stride-8 stage) at the input size (one dummy pass)."""

@@ -57,8 +57,8 @@ class PatchCoreParams(BackboneParams):
         max_bank_size: upper limit of the memory-bank size after subsampling (bounds the
             prediction time and the saved file); None = no limit.
         query_chunk, bank_chunk: block sizes (rows) of the nearest-neighbour search; one
-            ``query_chunk x bank_chunk`` float32 block (32 MiB by default) is the largest
-            temporary.
+            ``query_chunk x bank_chunk`` float32 block (8 MiB by default, which stays in cache:
+            faster on a CPU than 32 MiB blocks) is the largest temporary.
     """
 
     feature_dim: int = Field(128, ge=1)
@@ -68,7 +68,7 @@ class PatchCoreParams(BackboneParams):
     num_neighbors: int = Field(9, ge=1)
     max_bank_size: int | None = Field(None, ge=1)
     query_chunk: int = Field(1024, ge=1)
-    bank_chunk: int = Field(8192, ge=1)
+    bank_chunk: int = Field(2048, ge=1)
 
 
 def reweighting_weight(distances: Tensor) -> Tensor:
