@@ -29,7 +29,7 @@ from flawscope.models.features import (
     to_patches,
 )
 from flawscope.models.patchcore import PatchCoreDetector, PatchCoreParams, reweighting_weight
-from flawscope.models.reconstruction import WEIGHTS_FILE
+from flawscope.models.weights import WEIGHTS_FILE
 
 SIZE = 64
 SQUARE = (24, 24, 16)  # top, left, side in pixels: grid cells 3 and 4 of the 8 x 8 grid

@@ -18,6 +18,7 @@ import numpy as np
 
 from flawscope import __version__, metrics
 from flawscope.data.dataset import GOOD, Sample, labelled_samples, load_mask
+from flawscope.errors import DataError
 from flawscope.inspector import Inspector
 from flawscope.preprocess.enhance import crop_box
 from flawscope.report import Panel, ReportData, write_report
@@ -113,8 +114,6 @@ def evaluate(
                     maps.append(amap.astype(np.float16))
                     masks.append(load_mask(s, (size, size)))
     if not kept:
-        from flawscope.errors import DataError
-
         raise DataError(f"no test image of {dataset} could be read", "see the warnings above")
     labels = np.array([s.label for s in kept])
     types = [s.defect_type for s in kept]

@@ -30,7 +30,7 @@ from flawscope.config import InspectorConfig
 from flawscope.data.dataset import LoadedBatch, Sample, load_images, split_holdout, training_samples
 from flawscope.errors import DataError, ModelDirError
 from flawscope.models.base import Prediction, create
-from flawscope.scoring import HoldoutStats, threshold_from_good
+from flawscope.scoring import HoldoutStats, threshold_from_good, verdicts
 
 log = logging.getLogger("flawscope")
 
@@ -142,7 +142,7 @@ class Inspector:
 
     def verdicts(self, scores: np.ndarray) -> list[str]:
         """``"fail"`` where score > threshold, else ``"pass"``."""
-        return ["fail" if float(s) > self.threshold else "pass" for s in scores]
+        return verdicts(scores, self.threshold)
 
     @property
     def threshold_method(self) -> str:

@@ -26,13 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, field_validator
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
 from flawscope.errors import ConfigError, DataError, ModelDirError
-from flawscope.models.reconstruction import WEIGHTS_FILE
+from flawscope.models.weights import WEIGHTS_FILE, read_tensors, save_tensors
 from flawscope.scoring import gaussian_smooth
 
 
@@ -291,8 +289,7 @@ class BackboneDetector:
     # ------------------------------------------------------------------ persistence
     def save_tensors(self, directory: Path, tensors: dict[str, Tensor]) -> None:
         """Write ``tensors`` (moved to CPU, contiguous) to ``directory/weights.safetensors``."""
-        state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(state, str(Path(directory) / WEIGHTS_FILE))
+        save_tensors(directory, tensors)
 
     def load_tensors(
         self, directory: Path, shapes: dict[str, tuple[int | None, ...]]
@@ -310,15 +307,7 @@ class BackboneDetector:
                 shape (a damaged directory, or one written with other model params).
         """
         path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise ModelDirError(f"{path} is missing", "re-run `flawscope fit` to create the model")
-        try:
-            tensors = load_file(str(path))
-        except (OSError, SafetensorError) as exc:
-            raise ModelDirError(
-                f"{path} cannot be read ({str(exc)[:120]})",
-                "the model directory is damaged; re-run `flawscope fit`",
-            ) from exc
+        tensors = read_tensors(directory)
         for key, shape in shapes.items():
             got = tuple(tensors[key].shape) if key in tensors else None
             if got is None or not _shape_matches(got, shape):

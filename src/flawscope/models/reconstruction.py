@@ -12,17 +12,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from pydantic import BaseModel
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
 from flawscope.errors import ConfigError, ModelDirError
 from flawscope.models.base import Prediction
+from flawscope.models.weights import WEIGHTS_FILE, read_tensors, save_tensors
 from flawscope.scoring import aggregate, gaussian_smooth, squared_residual
 from flawscope.training import ReconstructionModule, fit_network
-
-WEIGHTS_FILE = "weights.safetensors"
 
 
 class ReconstructionDetector:
@@ -94,24 +91,23 @@ class ReconstructionDetector:
 
     def save(self, directory: Path) -> None:
         """Write the network weights to ``directory/weights.safetensors``."""
-        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        save_file(state, str(Path(directory) / WEIGHTS_FILE))
+        save_tensors(directory, self.network.state_dict())
 
     def load(self, directory: Path) -> ReconstructionDetector:
         """Load weights saved by :meth:`save`.
 
         Raises:
-            ModelDirError: the weights file is missing or does not match the network.
+            ModelDirError: the weights file is missing, damaged or does not match the network.
         """
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise ModelDirError(f"{path} is missing", "re-run `flawscope fit` to create the model")
+        state = read_tensors(directory)
         try:
-            self.network.load_state_dict(load_file(str(path)))
-        except (RuntimeError, OSError, SafetensorError) as exc:
+            self.network.load_state_dict(state)
+        except RuntimeError as exc:
             raise ModelDirError(
-                f"weights in {path} do not match the {self.name} network ({str(exc)[:120]})",
-                "the model directory is damaged or from another version; re-run `flawscope fit`",
+                f"weights in {Path(directory) / WEIGHTS_FILE} do not match the {self.name} "
+                f"network ({str(exc)[:120]})",
+                "the model directory is from other settings or another version; re-run "
+                "`flawscope fit`",
             ) from exc
         self.network.eval()
         return self

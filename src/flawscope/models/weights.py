@@ -1,0 +1,46 @@
+"""The weights file of a model directory: named tensors in ``weights.safetensors``.
+
+Shared by every detector, so the file name, the CPU/contiguous conversion and the errors for a
+missing or damaged file are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from flawscope.errors import ModelDirError
+
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def save_tensors(directory: Path, tensors: dict[str, Tensor]) -> Path:
+    """Write ``tensors`` (detached, moved to CPU, contiguous) to ``directory/weights.safetensors``.
+
+    Returns:
+        The file written.
+    """
+    path = Path(directory) / WEIGHTS_FILE
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def read_tensors(directory: Path) -> dict[str, Tensor]:
+    """All tensors of ``directory/weights.safetensors``, on the CPU.
+
+    Raises:
+        ModelDirError: the file is missing, or not a readable safetensors file.
+    """
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelDirError(f"{path} is missing", "re-run `flawscope fit` to create the model")
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ModelDirError(
+            f"{path} cannot be read ({str(exc)[:120]})",
+            "the model directory is damaged; re-run `flawscope fit`",
+        ) from exc
