@@ -3,8 +3,8 @@
 Usage (from the repository root, after `make setup`):
 
     .venv/bin/python benchmarks/real_data.py [--sets mvtec_ad/bottle magnetic_tile printbed]
-        [--data ../shared/data] [--model cae] [--params '{"coreset_ratio": 0.01}']
-        [--image-size 256] [--channels 1] [--epochs 30] [--tag NAME]
+        [--data ../shared/data] [--model patchcore] [--params '{"coreset_ratio": 0.01}']
+        [--image-size 256] [--channels auto] [--exposure none] [--epochs 30] [--tag NAME]
 
 Each set runs in a fresh process, so the peak resident memory of its fit is its own. Each result
 goes to ``benchmarks/results/<model>[_<tag>]_<set>.json`` with the command, the data set, the
@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import shlex
 import sys
 import time
@@ -53,11 +52,6 @@ def machine() -> dict[str, object]:
     }
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is in KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def throughput(insp: Any, images: Any, batch: int, repeats: int = 1) -> float:
     """Images per second of ``detector.predict`` (scores and maps) on decoded ``images``."""
     insp.detector.predict(images[:batch])  # warm-up
@@ -76,6 +70,7 @@ def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
     from flawscope.data.dataset import labelled_samples
     from flawscope.evaluation import evaluate
     from flawscope.inspector import Inspector
+    from flawscope.resources import peak_memory_mb
 
     data = Path(args["data"]) / name
     cfg = InspectorConfig.model_validate(
@@ -84,6 +79,7 @@ def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
                 "name": args["model"],
                 "image_size": args["image_size"],
                 "channels": args["channels"],
+                "exposure": args["exposure"],
                 "params": args["params"],
             },
             "training": {
@@ -98,7 +94,7 @@ def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     insp = Inspector.fit(data, cfg)
     t_fit = time.perf_counter() - t0
-    peak_fit = peak_rss_mb()
+    peak_fit = peak_memory_mb()
     insp.save(work / "model")
     sample = insp.read(labelled_samples(data)[:64]).images
     speed = {f"batch_{b}": throughput(insp, sample, b) for b in (1, 16)}
@@ -111,12 +107,12 @@ def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "flawscope_version": __version__,
-        "config": cfg.model_dump(mode="json"),
+        "config": insp.config.model_dump(mode="json"),
         "epochs_run": len(insp.history.get("val_loss", [])) or None,
         "fit_seconds": round(t_fit, 1),
         "fit_stats": getattr(insp.detector, "fit_stats", None),
         "peak_rss_mb_fit": peak_fit,
-        "peak_rss_mb_total": peak_rss_mb(),
+        "peak_rss_mb_total": peak_memory_mb(),
         "inspect_images_per_second": speed,
         "evaluate_seconds": round(t_eval, 1),
         "report": str(ev.report_path),
@@ -128,11 +124,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sets", nargs="+", default=["mvtec_ad/bottle", "magnetic_tile", "printbed"])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--model", default="cae")
+    p.add_argument("--model", default="patchcore")
     p.add_argument("--params", default="{}", help="JSON object of model params")
     p.add_argument("--tag", default="", help="suffix of the result names (variants of a model)")
     p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--channels", default="auto", help="1, 3 or auto")
+    p.add_argument("--exposure", default="none", help="none or gain")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--seed", type=int, default=42)
@@ -142,6 +139,7 @@ def main() -> None:
     args = {
         **vars(ns),
         "params": json.loads(ns.params),
+        "channels": int(ns.channels) if ns.channels.isdigit() else ns.channels,
         "label": ns.model + (f"_{ns.tag}" if ns.tag else ""),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
     }

@@ -153,6 +153,34 @@ def test_keep_aspect_fit_and_inspect_a_long_strip(tiny_dataset: Path, tmp_path: 
     assert cv2.imread(row["anomaly_map"]).shape == (40, 300, 3)
 
 
+def test_fit_takes_detector_params_and_exposure_and_reports_memory(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    r = run(
+        "fit", tiny_dataset, "--out", model, "--model", "patchcore", "--image-size", 64,
+        "--exposure", "gain", "--param", "coreset_ratio=0.5", "--param", "layers=[stride16]",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "peak memory" in " ".join(r.stdout.split())
+    cfg = (model / "config.yaml").read_text()
+    assert "exposure: gain" in cfg and "coreset_ratio: 0.5" in cfg and "- stride16" in cfg
+    stats = json.loads((model / "inspector.json").read_text())["fit_stats"]
+    assert stats["peak_memory_mb"] > 0 and stats["detector"]["bank_size"] > 0
+    assert_one_line_error(
+        run("fit", tiny_dataset, "--out", tmp_path / "m2", "--param", "coreset_ratio"),
+        "is not KEY=VALUE",
+    )
+    assert_one_line_error(
+        run("fit", tiny_dataset, "--out", tmp_path / "m2", "--model", "patchcore",
+            "--param", "coreset=0.1"),
+        "coreset",
+    )  # fmt: skip
+    assert_one_line_error(
+        run("fit", tiny_dataset, "--out", tmp_path / "m2", "--exposure", "auto"), "exposure"
+    )
+
+
 def test_incompatible_model_directory(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -120,3 +120,30 @@ def test_load_images_reports_boxes(tmp_path: Path) -> None:
     batch = load_images([Sample(wide)], 32, 1, 16, keep_aspect=True)
     assert batch.boxes == [(12, 0, 8, 32)]
     assert load_images([Sample(wide)], 32, 1, 16).boxes == [(0, 0, 32, 32)]
+
+
+def test_normalize_exposure_equalises_the_mean_and_keeps_relative_contrast() -> None:
+    from flawscope.preprocess.enhance import normalize_exposure
+
+    base = np.random.default_rng(0).uniform(0.2, 0.6, (20, 30)).astype(np.float32)
+    dark, bright = normalize_exposure(base * 0.5), normalize_exposure(base * 1.5)
+    assert dark.mean() == pytest.approx(0.4, abs=1e-4)
+    np.testing.assert_allclose(dark, bright, atol=1e-5)  # the exposure difference is gone
+    np.testing.assert_allclose(dark / dark.mean(), base / base.mean(), rtol=1e-4)
+    black = np.zeros((4, 4), np.float32)
+    assert normalize_exposure(black) is black
+    assert normalize_exposure(np.full((4, 4), 0.01, np.float32)).max() <= 1.0
+
+
+def test_load_images_applies_enhance_to_the_model_input_only(tmp_path: Path) -> None:
+    from flawscope.data.dataset import Sample
+
+    path = _write(tmp_path / "a.png", (40, 40))
+    plain = load_images([Sample(path)], 32, 1, 16, keep_originals=True)
+    doubled = load_images(
+        [Sample(path)], 32, 1, 16, keep_originals=True, enhance=lambda im: np.clip(im * 2, 0, 1)
+    )
+    np.testing.assert_allclose(
+        doubled.images.numpy(), np.clip(plain.images.numpy() * 2, 0, 1), atol=1e-5
+    )
+    np.testing.assert_array_equal(doubled.originals[0], plain.originals[0])

@@ -82,7 +82,8 @@ def test_bad_settings_fail_before_reading_data(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown model name 'nope'"):
         Inspector.fit(tmp_path, InspectorConfig.model_validate({"model": {"name": "nope"}}))
     with pytest.raises(ConfigError, match="multiple of 8"):
-        Inspector.fit(tmp_path, InspectorConfig.model_validate({"model": {"image_size": 36}}))
+        cfg = InspectorConfig.model_validate({"model": {"name": "cae", "image_size": 36}})
+        Inspector.fit(tmp_path, cfg)
 
 
 def test_fit_needs_two_readable_images(tmp_path: Path) -> None:
@@ -90,3 +91,25 @@ def test_fit_needs_two_readable_images(tmp_path: Path) -> None:
     (tmp_path / "b.png").write_bytes(b"corrupt")
     with pytest.raises(DataError, match="only 0 of 2 training images could be read"):
         Inspector.fit(tmp_path, tiny_config())
+
+
+def test_channels_auto_follows_the_training_images(tmp_path: Path, tiny_dataset: Path) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    colour, grey_rgb = tmp_path / "colour", tmp_path / "grey_rgb"
+    colour.mkdir()
+    grey_rgb.mkdir()
+    for i in range(4):
+        img = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(colour / f"{i}.png"), img)
+        cv2.imwrite(str(grey_rgb / f"{i}.png"), np.repeat(img[:, :, :1], 3, axis=2))
+    assert tiny_config().model.channels == "auto"
+    fitted = Inspector.fit(colour, tiny_config(epochs=1))
+    assert fitted.config.model.channels == 3
+    fitted.save(tmp_path / "m")
+    assert "channels: 3" in (tmp_path / "m" / "config.yaml").read_text()
+    assert Inspector.load_dir(tmp_path / "m").config.model.channels == 3
+    assert Inspector.fit(grey_rgb, tiny_config(epochs=1)).config.model.channels == 1
+    with pytest.raises(ConfigError, match="auto"):
+        Inspector(InspectorConfig())

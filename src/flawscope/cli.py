@@ -15,11 +15,12 @@ from typing import Annotated, Any
 
 import cv2
 import typer
+import yaml
 from rich.console import Console
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig, build
-from flawscope.errors import FlawscopeError
+from flawscope.errors import ConfigError, FlawscopeError
 
 app = typer.Typer(
     add_completion=False,
@@ -71,12 +72,42 @@ def _root(
 
 
 def _config(config_file: Path | None, overrides: dict[str, dict[str, Any]]) -> InspectorConfig:
-    """Config from an optional YAML file, with command-line values (not None) on top."""
+    """Config from an optional YAML file, with command-line values (not None) on top.
+
+    ``model.params`` given on the command line are merged into the file's params.
+    """
     base = InspectorConfig.from_yaml(config_file) if config_file else InspectorConfig()
     data = base.model_dump()
     for section, values in overrides.items():
-        data[section].update({k: v for k, v in values.items() if v is not None})
+        for key, value in values.items():
+            if key == "params" and value:
+                data[section][key] = {**data[section][key], **value}
+            elif value is not None and key != "params":
+                data[section][key] = value
     return build(InspectorConfig, data, "option")
+
+
+def _params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: YAML value}``.
+
+    Raises:
+        ConfigError: an item without ``=`` or with a value that is not valid YAML.
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--param {pair!r} is not KEY=VALUE", "write it like --param coreset_ratio=0.05"
+            )
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"--param {pair!r}: the value is not valid YAML ({exc})",
+                "quote lists like --param 'layers=[stride16]'",
+            ) from exc
+    return out
 
 
 @app.command()
@@ -99,7 +130,11 @@ def fit(
         int | None, typer.Option(help="Model input side in pixels." + _d("model", "image_size"))
     ] = None,
     channels: Annotated[
-        int | None, typer.Option(help="1 = grey, 3 = RGB." + _d("model", "channels"))
+        str | None,
+        typer.Option(
+            help="1 = grey, 3 = RGB, auto = 3 when the training images have colour."
+            + _d("model", "channels")
+        ),
     ] = None,
     keep_aspect: Annotated[
         bool | None,
@@ -107,6 +142,20 @@ def fit(
             "--keep-aspect/--squash",
             help="Letterbox images (long side to the input size, mirrored padding) instead of "
             "squashing them to a square." + _d("model", "keep_aspect"),
+        ),
+    ] = None,
+    exposure: Annotated[
+        str | None,
+        typer.Option(
+            help="Intensity correction before anything else: none, or gain (scale every image "
+            "to the same mean; for acquisitions at different exposures)." + _d("model", "exposure")
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Detector hyperparameter KEY=VALUE (repeatable; VALUE read as YAML), e.g. "
+            "--param coreset_ratio=0.05 --param layers=[stride16]."
         ),
     ] = None,
     epochs: Annotated[
@@ -170,8 +219,10 @@ def fit(
             "model": {
                 "name": model,
                 "image_size": image_size,
-                "channels": channels,
+                "channels": int(channels) if channels and channels.isdigit() else channels,
                 "keep_aspect": keep_aspect,
+                "exposure": exposure,
+                "params": _params(param),
             },
             "training": {
                 "epochs": epochs,
@@ -198,12 +249,16 @@ def _fit(train: Path, out: Path, cfg: InspectorConfig, overwrite: bool = False) 
             f"{out} already holds a trained model",
             "choose another --out folder, or pass --overwrite to replace it",
         )
-    t0 = time.perf_counter()
     insp = Inspector.fit(train, cfg)
     insp.save(out)
+    stats = insp.fit_stats
+    peak = stats.get("peak_memory_mb")
     out_console.print(
-        f"fitted [bold]{cfg.model.name}[/] in {time.perf_counter() - t0:.0f} s; threshold "
-        f"{insp.threshold:.4g} ({insp.threshold_method}); model written to [bold]{out}[/]"
+        f"fitted [bold]{cfg.model.name}[/] on {stats['train_images']} images in "
+        f"{stats['seconds']:.0f} s"
+        + (f", peak memory {peak:.0f} MiB" if peak is not None else "")
+        + f"; threshold {insp.threshold:.4g} ({insp.threshold_method}); model written to "
+        f"[bold]{out}[/]"
     )
     return insp
 
@@ -326,19 +381,36 @@ def _evaluate(insp: Any, dataset: Path, out: Path) -> Any:
     return ev
 
 
+#: demo input size of the detectors that train on the CPU (the others use 256 px)
+DEMO_IMAGE_SIZE = {"cae": 128}
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Working folder.")] = Path(
         "flawscope-demo"
     ),
-    epochs: Annotated[int, typer.Option(help="Maximum training epochs.")] = 40,
-    image_size: Annotated[int, typer.Option(help="Model input side in pixels.")] = 128,
+    model: Annotated[str, typer.Option(help="Detector name (see `flawscope models`).")] = _DEFAULTS[
+        "model"
+    ]["name"],
+    epochs: Annotated[
+        int, typer.Option(help="Maximum training epochs (trained detectors only).")
+    ] = 40,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Model input side in pixels [default: 256; 128 for the autoencoders, which "
+            "train on the CPU within the demo's few minutes]"
+        ),
+    ] = None,
     n_train: Annotated[int, typer.Option(help="Good training images to generate.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
 ) -> None:
     """Run fit -> inspect -> evaluate -> report on generated 3D-printed layers (no download)."""
     from flawscope.data.synthetic import write_dataset
+    from flawscope.models import detector_class
 
+    detector_class(model)  # an unknown name fails before anything is generated
     t0 = time.perf_counter()
     data = out / "printed_layers"
     out_console.print(
@@ -352,11 +424,14 @@ def demo(
     cfg = build(
         InspectorConfig,
         {
-            "model": {"name": "cae", "image_size": image_size},
+            "model": {
+                "name": model,
+                "image_size": image_size or DEMO_IMAGE_SIZE.get(model, 256),
+            },
             "training": {"epochs": epochs, "seed": seed, "patience": 6},
         },
     )
-    out_console.print("[bold]2/4[/] fitting the seed-000 convolutional autoencoder on good images")
+    out_console.print(f"[bold]2/4[/] fitting [bold]{model}[/] on the good images")
     insp = _fit(data, out / "model", cfg, overwrite=True)
     out_console.print("[bold]3/4[/] inspecting the test images")
     _inspect(insp, [data / "test"], out / "inspect", maps=True)

@@ -23,16 +23,22 @@ class ModelConfig(_Strict):
     """Which detector, and its input format.
 
     ``image_size`` is the side S in pixels of the square ``(C, S, S)`` input; ``channels`` 1 (grey)
-    or 3 (RGB); images whose shorter side is below ``min_image_side`` pixels are refused;
+    or 3 (RGB), or ``"auto"``: fitting picks 3 when the training images have colour, else 1 (the
+    saved config records the choice); images whose shorter side is below ``min_image_side``
+    pixels are refused;
     ``keep_aspect`` letterboxes images (long side to S, mirrored padding) instead of squashing;
+    ``exposure`` = ``"gain"`` scales every image to the same mean intensity before anything else
+    (for acquisitions at different exposure or gain; see
+    :func:`flawscope.preprocess.enhance.normalize_exposure`);
     ``params`` are the detector's own hyperparameters (validated by the detector).
     """
 
-    name: str = "cae"
+    name: str = "patchcore"
     image_size: int = Field(256, ge=16, le=4096)
-    channels: Literal[1, 3] = 1
+    channels: Literal["auto", 1, 3] = "auto"
     min_image_side: int = Field(16, ge=1)
     keep_aspect: bool = False
+    exposure: Literal["none", "gain"] = "none"
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -9,7 +9,7 @@ Model directory layout::
     config.yaml           InspectorConfig (model, training, scoring, threshold settings)
     weights.safetensors   detector weights
     inspector.json        format version, flawscope version, threshold, hold-out score statistics,
-                          loss history, model id
+                          loss history, fit statistics (time, peak memory), model id
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,9 +28,18 @@ import numpy as np
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig
-from flawscope.data.dataset import LoadedBatch, Sample, load_images, split_holdout, training_samples
-from flawscope.errors import DataError, ModelDirError
+from flawscope.data.dataset import (
+    LoadedBatch,
+    Sample,
+    detect_channels,
+    load_images,
+    split_holdout,
+    training_samples,
+)
+from flawscope.errors import ConfigError, DataError, ModelDirError
 from flawscope.models.base import Prediction, create
+from flawscope.preprocess.enhance import EXPOSURE_MODES
+from flawscope.resources import peak_memory_mb
 from flawscope.scoring import HoldoutStats, threshold_from_good, verdicts
 
 log = logging.getLogger("flawscope")
@@ -58,10 +68,25 @@ class Inspector:
         threshold: image-score threshold; an image fails when its score is strictly greater.
         holdout_scores: ``(M,)`` float32 scores of the good hold-out images.
         history: per-epoch training and validation loss.
+        fit_stats: how the fit went: ``seconds`` (wall time of :meth:`fit`), ``peak_memory_mb``
+            (peak resident memory of the process up to the end of the fit, MiB; None where the
+            OS does not tell), ``train_images``, ``holdout_images`` and the detector's own
+            statistics under ``detector`` (e.g. the PatchCore memory-bank size).
         model_id: short hash of the weights and config, identifying this model in results.
     """
 
     def __init__(self, config: InspectorConfig) -> None:
+        """Build the (unfitted) detector named by ``config``.
+
+        Raises:
+            ConfigError: unknown model name, invalid detector params, or ``model.channels`` still
+                ``"auto"`` (only :meth:`fit` can resolve it, from the training images).
+        """
+        if config.model.channels == "auto":
+            raise ConfigError(
+                'model.channels is "auto", which only Inspector.fit can resolve',
+                "fit with Inspector.fit, or set model.channels to 1 or 3",
+            )
         self.config = config
         self.detector = create(
             config.model.name, model=config.model, training=config.training, scoring=config.scoring
@@ -69,6 +94,7 @@ class Inspector:
         self.threshold = float("nan")
         self.holdout_scores = np.zeros(0, dtype=np.float32)
         self.history: dict[str, list[float]] = {}
+        self.fit_stats: dict[str, Any] = {}
         self.model_id = ""
         self.created = ""
 
@@ -81,10 +107,18 @@ class Inspector:
             DataError: missing folder, no images, or fewer than 2 usable images.
             ConfigError: invalid settings (e.g. unknown model name).
         """
+        started = time.perf_counter()
         config = config or InspectorConfig()
+        auto = config.model.channels == "auto"
+        if auto:  # validated with 1 channel first, re-built below if the images have colour
+            config = config.model_copy(deep=True)
+            config.model.channels = 1
         insp = cls(config)  # validates the model name and params before reading any data
-        m, t = config.model, config.training
         samples = training_samples(train_path)
+        if auto and detect_channels(samples) == 3:
+            config.model.channels = 3
+            insp = cls(config)
+        m, t = config.model, config.training
         train_files, hold_files = split_holdout(samples, t.holdout_fraction, t.seed)
         train, hold = insp.read(train_files).images, insp.read(hold_files).images
         if len(train) == 0 or len(hold) == 0:
@@ -114,6 +148,13 @@ class Inspector:
         th = config.threshold
         insp.threshold = threshold_from_good(insp.holdout_scores, th.method, th.quantile)
         insp.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        insp.fit_stats = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_memory_mb": peak_memory_mb(),
+            "train_images": len(train),
+            "holdout_images": len(hold),
+            "detector": getattr(insp.detector, "fit_stats", None),
+        }
         return insp
 
     # ------------------------------------------------------------------ predict
@@ -121,7 +162,13 @@ class Inspector:
         """Read ``samples`` in this inspector's input format (unreadable ones skipped, warned)."""
         m = self.config.model
         return load_images(
-            samples, m.image_size, m.channels, m.min_image_side, keep_originals, m.keep_aspect
+            samples,
+            m.image_size,
+            m.channels,
+            m.min_image_side,
+            keep_originals,
+            m.keep_aspect,
+            EXPOSURE_MODES[m.exposure],
         )
 
     def predict_batches(
@@ -169,6 +216,7 @@ class Inspector:
             "holdout_stats": HoldoutStats.of(self.holdout_scores).to_dict(),
             "holdout_scores": [float(s) for s in self.holdout_scores],
             "history": self.history,
+            "fit_stats": self.fit_stats,
         }
         (d / STATE_FILE).write_text(json.dumps(state, indent=2))
         return d
@@ -211,6 +259,7 @@ class Inspector:
         insp.threshold = float(state["threshold"])
         insp.holdout_scores = np.asarray(state.get("holdout_scores", []), dtype=np.float32)
         insp.history = state.get("history", {})
+        insp.fit_stats = state.get("fit_stats", {})
         insp.model_id = state.get("model_id", "")
         insp.created = state.get("created", "")
         return insp

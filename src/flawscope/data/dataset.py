@@ -21,7 +21,7 @@ import torch
 
 from flawscope.data.io import is_image_file, read_image, read_mask
 from flawscope.errors import DataError, FlawscopeError
-from flawscope.preprocess.enhance import Box, to_model_input
+from flawscope.preprocess.enhance import Box, Enhancer, to_model_input
 
 log = logging.getLogger("flawscope")
 
@@ -167,6 +167,29 @@ def split_holdout(samples: Sequence[T], fraction: float, seed: int) -> tuple[lis
     return [samples[i] for i in train], [samples[i] for i in hold]
 
 
+def detect_channels(samples: Sequence[Sample], probe: int = 8) -> int:
+    """3 when any of the first ``probe`` readable images has colour, else 1.
+
+    An RGB file whose three channels are equal (a grey picture saved as colour) counts as grey.
+    Unreadable files are passed over here (they are warned about and skipped when loaded).
+
+    Returns:
+        1 or 3; 1 when none of the probed images can be read.
+    """
+    seen = 0
+    for s in samples:
+        if seen == probe:
+            break
+        try:
+            img = read_image(s.path)
+        except FlawscopeError:
+            continue
+        seen += 1
+        if img.ndim == 3 and float(np.ptp(img[::4, ::4], axis=2).max()) > 1.5 / 255:
+            return 3
+    return 1
+
+
 @dataclass
 class LoadedBatch:
     """Images loaded for a detector.
@@ -196,6 +219,7 @@ def load_images(
     min_side: int,
     keep_originals: bool = False,
     keep_aspect: bool = False,
+    enhance: Enhancer | None = None,
 ) -> LoadedBatch:
     """Read, convert and resize ``samples`` into one tensor, skipping unusable files with a warning.
 
@@ -206,6 +230,8 @@ def load_images(
         min_side: images whose shorter side is below this many pixels are skipped.
         keep_originals: also return the images as read (for overlays at full resolution).
         keep_aspect: letterbox instead of squashing (see ``preprocess.enhance.letterbox``).
+        enhance: intensity correction applied to each image as read, before resizing (e.g.
+            ``preprocess.enhance.normalize_exposure``); ``originals`` stay uncorrected.
 
     Returns:
         A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
@@ -230,7 +256,8 @@ def load_images(
             log.warning("skipping %s", exc)
             skipped.append((s, str(exc)))
             continue
-        out[len(kept)], box = to_model_input(img, size, channels, keep_aspect)
+        model_img = enhance(img) if enhance is not None else img
+        out[len(kept)], box = to_model_input(model_img, size, channels, keep_aspect)
         boxes.append(box)
         kept.append(s)
         sizes.append((h, w))

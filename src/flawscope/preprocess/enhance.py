@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
+
+#: an intensity correction applied to each image as read: ``(H, W[, 3])`` float32 in [0, 1] ->
+#: the same shape and range
+Enhancer = Callable[[np.ndarray], np.ndarray]
+
+#: mean intensity that :func:`normalize_exposure` brings every image to
+EXPOSURE_TARGET = 0.4
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -19,6 +28,32 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)[:, :, None]
     return np.repeat(image, channels, axis=2)
+
+
+def normalize_exposure(image: np.ndarray, target: float = EXPOSURE_TARGET) -> np.ndarray:
+    """Scale an image so its mean intensity is ``target`` (gain normalisation).
+
+    Exposure time and camera gain multiply the recorded intensities, so dividing by the image
+    mean removes differences between acquisitions (e.g. the six exposures of the magnetic-tile
+    set, mean grey 0.26 to 0.59) while keeping the contrast of defects relative to their
+    surroundings. Values are clipped to ``[0, 1]`` afterwards. An all-black image is returned
+    unchanged.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, 3)`` float32 in ``[0, 1]``.
+        target: mean intensity after scaling, in ``(0, 1)``.
+
+    Returns:
+        float32 array of the same shape, in ``[0, 1]``.
+    """
+    mean = float(image.mean())
+    if mean <= 1e-6:
+        return image
+    return np.clip(image * (target / mean), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+#: the intensity corrections ``model.exposure`` can name
+EXPOSURE_MODES: dict[str, Enhancer | None] = {"none": None, "gain": normalize_exposure}
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
