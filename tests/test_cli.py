@@ -179,6 +179,9 @@ def test_fit_takes_detector_params_and_exposure_and_reports_memory(
     assert_one_line_error(
         run("fit", tiny_dataset, "--out", tmp_path / "m2", "--exposure", "auto"), "exposure"
     )
+    assert_one_line_error(
+        run("fit", tiny_dataset, "--out", tmp_path / "m2", "--residual", "l1"), "residual"
+    )
 
 
 def test_incompatible_model_directory(tiny_model: Path, tmp_path: Path) -> None:

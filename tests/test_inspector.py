@@ -113,3 +113,17 @@ def test_channels_auto_follows_the_training_images(tmp_path: Path, tiny_dataset:
     assert Inspector.fit(grey_rgb, tiny_config(epochs=1)).config.model.channels == 1
     with pytest.raises(ConfigError, match="auto"):
         Inspector(InspectorConfig())
+
+
+def test_ssim_residual_option_changes_the_maps(tiny_model: Path, tiny_dataset: Path) -> None:
+    l2 = Inspector.load_dir(tiny_model)
+    cfg = l2.config.model_copy(deep=True)
+    cfg.scoring.residual = "ssim"
+    ssim = Inspector(cfg)
+    ssim.detector.load(tiny_model)  # same weights, other residual
+    batch = l2.read(labelled_samples(tiny_dataset)[:3]).images
+    a, b = l2.detector.predict(batch), ssim.detector.predict(batch)
+    np.testing.assert_allclose(a.reconstructions, b.reconstructions)
+    assert b.anomaly_maps.shape == a.anomaly_maps.shape
+    assert b.anomaly_maps.min() >= 0 and b.anomaly_maps.max() <= 2
+    assert not np.allclose(a.anomaly_maps, b.anomaly_maps)

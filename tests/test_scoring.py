@@ -9,7 +9,9 @@ from flawscope.scoring import (
     HoldoutStats,
     aggregate,
     gaussian_smooth,
+    residual_map,
     squared_residual,
+    ssim_residual,
     threshold_from_good,
     verdicts,
 )
@@ -66,3 +68,27 @@ def test_max_threshold_passes_every_holdout_image_and_verdict_is_strict() -> Non
 def test_holdout_stats() -> None:
     st = HoldoutStats.of(np.array([1.0, 2.0, 3.0]))
     assert (st.count, st.min, st.max, st.mean, st.q50) == (3, 1.0, 3.0, 2.0, 2.0)
+
+
+def test_ssim_residual_finds_structure_and_tolerates_a_brightness_offset() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.2, 0.8, (1, 1, 48, 48)).astype(np.float32)
+    assert np.abs(ssim_residual(img, img)).max() < 1e-5  # identical -> 0 everywhere
+    broken = img.copy()
+    broken[0, 0, 20:28, 20:28] = 0.5  # local texture erased
+    m = ssim_residual(img, broken)
+    assert m.shape == (1, 48, 48) and m.dtype == np.float32
+    assert m[0, 24, 24] > 0.5 and m[0, 4, 4] < 0.01  # high inside, ~0 far away
+    brighter = np.clip(img + 0.05, 0, 1)  # global offset: every pixel off in l2
+    ssim_offset = ssim_residual(img, brighter).mean() / ssim_residual(img, broken).max()
+    l2_offset = squared_residual(img, brighter).mean() / squared_residual(img, broken).max()
+    assert ssim_offset < l2_offset
+    rgb = np.repeat(img, 3, axis=1)
+    np.testing.assert_allclose(ssim_residual(rgb, np.repeat(broken, 3, axis=1)), m, atol=1e-5)
+
+
+def test_residual_map_dispatches_and_rejects_unknown() -> None:
+    x = np.zeros((1, 1, 16, 16), np.float32)
+    assert residual_map(x, x, "l2").shape == residual_map(x, x, "ssim").shape == (1, 16, 16)
+    with pytest.raises(ValueError, match="unknown residual map"):
+        residual_map(x, x, "l1")

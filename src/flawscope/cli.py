@@ -178,6 +178,13 @@ def fit(
             help="Share of good images held out (0-1)." + _d("training", "holdout_fraction")
         ),
     ] = None,
+    residual: Annotated[
+        str | None,
+        typer.Option(
+            help="Anomaly map of the autoencoders: l2 (squared error) or ssim (1 - local SSIM)."
+            + _d("scoring", "residual")
+        ),
+    ] = None,
     aggregation: Annotated[
         str | None,
         typer.Option(help="Image score: max, mean or topk." + _d("scoring", "aggregation")),
@@ -234,7 +241,12 @@ def fit(
                 "accelerator": accelerator,
                 "devices": int(devices) if devices and devices.isdigit() else devices,
             },
-            "scoring": {"aggregation": aggregation, "top_k_percent": top_k, "sigma": sigma},
+            "scoring": {
+                "residual": residual,
+                "aggregation": aggregation,
+                "top_k_percent": top_k,
+                "sigma": sigma,
+            },
             "threshold": {"method": threshold, "quantile": quantile},
         },
     )

@@ -60,8 +60,15 @@ class TrainingConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """Anomaly-map smoothing (sigma in pixels at the model input size) and score aggregation."""
+    """Anomaly maps and image scores.
 
+    ``residual``: the map of reconstruction detectors, ``"l2"`` (squared error) or ``"ssim"``
+    (1 - local SSIM; see :mod:`flawscope.scoring.maps`); feature detectors ignore it.
+    ``sigma``: Gaussian smoothing of the map in pixels at the model input size. ``aggregation``
+    and ``top_k_percent``: how a reconstruction detector's map becomes the image score.
+    """
+
+    residual: Literal["l2", "ssim"] = "l2"
     aggregation: Literal["max", "mean", "topk"] = "topk"
     top_k_percent: float = Field(1.0, gt=0, le=100)
     sigma: float = Field(4.0, ge=0)

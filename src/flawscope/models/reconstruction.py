@@ -1,7 +1,8 @@
 """Base class for reconstruction detectors (autoencoders): train with MSE, score by residual.
 
-The anomaly map is the Gaussian-smoothed per-pixel squared reconstruction error; the image score
-aggregates it (see :mod:`flawscope.scoring`). Subclasses only build their network.
+The anomaly map is the Gaussian-smoothed residual, squared error or 1 - SSIM
+(``scoring.residual``); the image score aggregates it (see :mod:`flawscope.scoring`). Subclasses
+only build their network.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flawscope.config import ModelConfig, ScoringConfig, TrainingConfig, build
 from flawscope.errors import ConfigError, ModelDirError
 from flawscope.models.base import Prediction
 from flawscope.models.weights import WEIGHTS_FILE, read_tensors, save_tensors
-from flawscope.scoring import aggregate, gaussian_smooth, squared_residual
+from flawscope.scoring import aggregate, gaussian_smooth, residual_map
 from flawscope.training import ReconstructionModule, fit_network
 
 
@@ -82,12 +83,25 @@ class ReconstructionDetector:
         return self.network(batch.to(device)).float().cpu()
 
     def predict(self, batch: torch.Tensor) -> Prediction:
-        """Score ``(N, C, S, S)`` images: anomaly maps ``(N, S, S)``, scores ``(N,)``, float32."""
+        """Score ``(N, C, S, S)`` images: anomaly maps ``(N, S, S)``, scores ``(N,)``, float32.
+
+        The map is :meth:`anomaly_maps` of the reconstruction; the score aggregates it
+        (``scoring.aggregation``).
+        """
         recon = self.reconstruct(batch).numpy()
-        maps = gaussian_smooth(squared_residual(batch.numpy(), recon), self.scoring_cfg.sigma)
+        maps = self.anomaly_maps(batch.numpy(), recon)
         s = self.scoring_cfg
         scores = aggregate(maps, s.aggregation, s.top_k_percent)
-        return Prediction(scores, maps.astype(np.float32), recon)
+        return Prediction(scores, maps, recon)
+
+    def anomaly_maps(self, images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+        """Smoothed residual maps ``(N, S, S)`` float32 of ``(N, C, S, S)`` images in [0, 1].
+
+        ``scoring.residual`` picks squared error or 1 - SSIM; ``scoring.sigma`` the smoothing.
+        """
+        s = self.scoring_cfg
+        raw = residual_map(images, reconstructions, s.residual)
+        return gaussian_smooth(raw, s.sigma).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         """Write the network weights to ``directory/weights.safetensors``."""
