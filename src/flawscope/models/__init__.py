@@ -3,7 +3,13 @@
 Importing this package registers every built-in detector.
 """
 
-from flawscope.models import cae, padim, patchcore  # noqa: F401  (registers the detectors)
+from flawscope.models import (  # noqa: F401  (registers the detectors)
+    cae,
+    dense_cae,
+    padim,
+    patchcore,
+    strided_ae,
+)
 from flawscope.models.base import Detector, Prediction, available, create, detector_class
 
 __all__ = ["Detector", "Prediction", "available", "create", "detector_class"]
