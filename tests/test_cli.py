@@ -201,3 +201,24 @@ def test_demo_runs_small(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "demo" / "evaluation" / "report.html").is_file()
     assert "report" in r.stdout.lower()
+
+
+def test_tune_sets_the_best_f1_threshold_and_keeps_it(
+    tiny_model: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    before = json.loads((model / "inspector.json").read_text())
+    r = run("tune", model, tiny_dataset, "--beta", 2)
+    assert r.returncode == 0, r.stderr
+    after = json.loads((model / "inspector.json").read_text())
+    t = after["threshold_tuning"]
+    assert after["threshold"] == t["threshold"] and t["previous_threshold"] == before["threshold"]
+    assert t["beta"] == 2 and 0 <= t["f_beta"] <= 1
+    assert "F2" in " ".join(r.stdout.split())
+    only_good = tmp_path / "only_good"
+    shutil.copytree(tiny_dataset / "test" / "good", only_good / "test" / "good")
+    assert_one_line_error(run("tune", model, only_good), "only one kind")
+    assert json.loads((model / "inspector.json").read_text()) == after  # nothing lost

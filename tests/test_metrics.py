@@ -18,6 +18,7 @@ from sklearn.metrics import (
 from flawscope.errors import ConfigError, DataError
 from flawscope.metrics import (
     aupro,
+    best_f_beta,
     f_beta,
     image_metrics,
     per_defect_metrics,
@@ -303,3 +304,17 @@ def test_pixel_shape_mismatch_raises(fn) -> None:
 def test_aupro_rejects_bad_fpr_limit(limit: float) -> None:
     with pytest.raises(ConfigError):
         aupro(np.ones((1, 2, 2)), np.ones((1, 2, 2)), fpr_limit=limit)
+
+
+def test_best_f_beta_f2_hand_worked_and_errors() -> None:
+    # Same ranking as above; F2 = 5PR / (4P + R). Flag top k: k=5 P=3/5 R=1 -> 15/17 = 0.882;
+    # k=7 P=3/7 R=1 -> 15/19 = 0.789; k=3 P=2/3 R=2/3 -> 2/3. Best: k=5, threshold 0.3.
+    best, threshold = best_f_beta(LABELS, SCORES, 2.0)
+    assert best == pytest.approx(15 / 17)
+    assert threshold == pytest.approx(0.3)
+    assert image_metrics(LABELS, SCORES, threshold)["f2"] == pytest.approx(best)
+    assert best_f_beta(LABELS, SCORES, 1.0) == pytest.approx((0.75, 0.3))
+    with pytest.raises(DataError, match="only one kind"):
+        best_f_beta(np.array([0, 0]), np.array([0.1, 0.2]))
+    with pytest.raises(ConfigError, match="beta"):
+        best_f_beta(LABELS, SCORES, 0.0)

@@ -1,4 +1,4 @@
-"""The ``flawscope`` command: demo, fit, inspect, evaluate, models.
+"""The ``flawscope`` command: demo, fit, inspect, evaluate, tune, models.
 
 Bad input never shows a traceback: library errors (:mod:`flawscope.errors`) are printed as one line
 ``error: <problem> -- <fix>`` and the command exits with status 2.
@@ -374,6 +374,40 @@ def evaluate(
     ev = _evaluate(Inspector.load_dir(model_dir), dataset, out)
     if ev.skipped:
         raise typer.Exit(1)
+
+
+@app.command()
+def tune(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `flawscope fit`.")],
+    validation: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled validation set, MVTec-style (test/good and test/<defect>); not the "
+            "images you evaluate on."
+        ),
+    ],
+    beta: Annotated[
+        float, typer.Option(help="Maximise F-beta: 1 = F1, 2 = recall weighs more.")
+    ] = 1.0,
+) -> None:
+    """Set the model's threshold to the best F-beta on labelled validation images (seed 002).
+
+    Prints precision, recall and F-beta at the old and the new threshold and rewrites the
+    threshold in the model directory's inspector.json.
+    """
+    from flawscope.data.dataset import labelled_samples
+    from flawscope.inspector import Inspector
+
+    insp = Inspector.load_dir(model_dir)
+    samples = labelled_samples(validation)
+    t = insp.tune_threshold(samples, beta)
+    insp.save_state(model_dir)
+    out_console.print(
+        f"threshold {t['previous_threshold']:.4g} -> [bold]{t['threshold']:.4g}[/]: "
+        f"F{beta:g} {t['f_beta']:.3f}, precision {t['precision']:.3f}, recall "
+        f"{t['recall']:.3f} on {t['n_good']} good + {t['n_defective']} defective images; "
+        f"written to {model_dir}"
+    )
 
 
 def _evaluate(insp: Any, dataset: Path, out: Path) -> Any:

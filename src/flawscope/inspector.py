@@ -72,6 +72,8 @@ class Inspector:
             (peak resident memory of the process up to the end of the fit, MiB; None where the
             OS does not tell), ``train_images``, ``holdout_images`` and the detector's own
             statistics under ``detector`` (e.g. the PatchCore memory-bank size).
+        tuning: None while the threshold comes from the good hold-out; after
+            :meth:`tune_threshold`, how it was chosen on labelled images.
         model_id: short hash of the weights and config, identifying this model in results.
     """
 
@@ -95,6 +97,7 @@ class Inspector:
         self.holdout_scores = np.zeros(0, dtype=np.float32)
         self.history: dict[str, list[float]] = {}
         self.fit_stats: dict[str, Any] = {}
+        self.tuning: dict[str, Any] | None = None
         self.model_id = ""
         self.created = ""
 
@@ -191,9 +194,56 @@ class Inspector:
         """``"fail"`` where score > threshold, else ``"pass"``."""
         return verdicts(scores, self.threshold)
 
+    def tune_threshold(self, samples: Sequence[Sample], beta: float = 1.0) -> dict[str, Any]:
+        """Set the threshold that maximises F-beta on labelled validation images (seed 002).
+
+        Scores ``samples`` (good and defective images, e.g. an MVTec-style ``test/`` tree
+        read by :func:`flawscope.data.dataset.labelled_samples`) and picks, among all candidate
+        thresholds, the one with the best F-beta (:func:`flawscope.metrics.best_f_beta`). Use
+        images that the final evaluation does not use, or the evaluation is optimistic.
+
+        Returns:
+            The record kept in ``inspector.json`` as ``threshold_tuning``: ``beta``,
+            ``n_good``, ``n_defective``, ``f_beta``, ``precision``, ``recall``, ``threshold`` and
+            ``previous_threshold``.
+
+        Raises:
+            DataError: no readable image, or only good / only defective images.
+            ConfigError: ``beta <= 0``.
+        """
+        from flawscope.metrics import best_f_beta, image_metrics
+
+        scores, labels = [], []
+        for batch in self.predict_batches(samples):
+            scores.append(batch.prediction.image_scores)
+            labels += [s.label for s in batch.loaded.samples]
+        if not labels:
+            raise DataError("none of the validation images could be read", "check the warnings")
+        y, sc = np.asarray(labels), np.concatenate(scores)
+        best, threshold = best_f_beta(y, sc, beta)
+        at = image_metrics(y, sc, threshold)
+        self.tuning = {
+            "beta": beta,
+            "n_good": at["n_good"],
+            "n_defective": at["n_defective"],
+            "f_beta": best,
+            "precision": at["precision"],
+            "recall": at["recall"],
+            "threshold": threshold,
+            "previous_threshold": self.threshold,
+        }
+        self.threshold = threshold
+        return self.tuning
+
     @property
     def threshold_method(self) -> str:
         """How the threshold was chosen, in words."""
+        if self.tuning:
+            t = self.tuning
+            return (
+                f"max F{t['beta']:g} on {t['n_good']} good + {t['n_defective']} defective "
+                "labelled validation images"
+            )
         th = self.config.threshold
         rule = "max" if th.method == "max" else f"{th.quantile:g} quantile"
         return f"{rule} of {len(self.holdout_scores)} hold-out good images"
@@ -206,6 +256,11 @@ class Inspector:
         self.config.to_yaml(d / CONFIG_FILE)
         self.detector.save(d)
         self.model_id = _model_id(d)
+        self.save_state(d)
+        return d
+
+    def save_state(self, directory: Path | str) -> None:
+        """(Re)write only ``inspector.json`` (threshold, statistics) of a saved model directory."""
         state: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "flawscope_version": __version__,
@@ -217,9 +272,12 @@ class Inspector:
             "holdout_scores": [float(s) for s in self.holdout_scores],
             "history": self.history,
             "fit_stats": self.fit_stats,
+            "threshold_tuning": self.tuning,
         }
-        (d / STATE_FILE).write_text(json.dumps(state, indent=2))
-        return d
+        path = Path(directory) / STATE_FILE
+        tmp = path.with_suffix(".json.tmp")  # replaced in one step: never half-written
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
 
     @classmethod
     def load_dir(cls, directory: Path | str) -> Inspector:
@@ -260,6 +318,7 @@ class Inspector:
         insp.holdout_scores = np.asarray(state.get("holdout_scores", []), dtype=np.float32)
         insp.history = state.get("history", {})
         insp.fit_stats = state.get("fit_stats", {})
+        insp.tuning = state.get("threshold_tuning")
         insp.model_id = state.get("model_id", "")
         insp.created = state.get("created", "")
         return insp

@@ -128,25 +128,56 @@ def f_beta(precision: float, recall: float, beta: float) -> float:
     return float((1.0 + b2) * precision * recall / denominator)
 
 
-def _f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """Best F1 over all thresholds, and a strictly-greater threshold that reaches it."""
+def best_f_beta(labels: np.ndarray, scores: np.ndarray, beta: float = 1.0) -> tuple[float, float]:
+    """The best F-beta over all thresholds, and a threshold that reaches it.
+
+    Candidate thresholds are every distinct score (scikit-learn ``precision_recall_curve``), i.e.
+    the precision / recall / F search over thresholds of seed 002. The returned threshold ``t``
+    works with the strictly-greater rule: ``score > t`` flags exactly the images of the best
+    operating point. It lies halfway between the lowest flagged score and the highest score
+    below it (just below the lowest score when every image is flagged).
+
+    Args:
+        labels: (N,) 0 = good, 1 = defective; both classes present.
+        scores: (N,) finite float, higher = more anomalous.
+        beta: > 0 (1 = F1, 2 = F2: recall weighs more).
+
+    Returns:
+        ``(best F-beta in [0, 1], threshold)``.
+
+    Raises:
+        DataError: as :func:`image_metrics`, or only one class present.
+        ConfigError: ``beta <= 0``.
+    """
+    labels, scores = _check_labels_scores(labels, scores)
+    if not beta > 0:
+        raise ConfigError(f"beta must be > 0, got {beta}", "use beta=1 for F1 or beta=2 for F2")
+    if labels.min() == labels.max():
+        raise DataError(
+            "choosing a threshold needs good and defective images; only one kind was given",
+            "add images of the missing kind (test/good and test/<defect> folders)",
+        )
     precision, recall, thresholds = precision_recall_curve(labels, scores)
     # The last point (precision 1, recall 0) has no threshold; drop it.
     precision, recall = precision[:-1], recall[:-1]
-    denominator = precision + recall
-    f1 = np.divide(
-        2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0
+    b2 = beta * beta
+    denominator = b2 * precision + recall
+    f = np.divide(
+        (1 + b2) * precision * recall,
+        denominator,
+        out=np.zeros_like(denominator),
+        where=denominator > 0,
     )
-    best = int(np.argmax(f1))
+    best = int(np.argmax(f))
     lowest_flagged = float(thresholds[best])  # sklearn flags scores >= this value
     below = scores[scores < lowest_flagged]
     if below.size == 0:
-        return float(f1[best]), float(np.nextafter(lowest_flagged, -np.inf))
+        return float(f[best]), float(np.nextafter(lowest_flagged, -np.inf))
     highest_passed = float(below.max())
     threshold = highest_passed + (lowest_flagged - highest_passed) / 2
     if not highest_passed <= threshold < lowest_flagged:  # adjacent floats: midpoint rounds up
         threshold = highest_passed
-    return float(f1[best]), threshold
+    return float(f[best]), threshold
 
 
 def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -198,7 +229,7 @@ def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
     if n_good > 0 and n_defective > 0:
         auroc = float(roc_auc_score(labels, scores))
         auprc = float(average_precision_score(labels, scores))
-        f1_max, f1_max_threshold = _f1_max(labels, scores)
+        f1_max, f1_max_threshold = best_f_beta(labels, scores, 1.0)
     else:
         auroc = auprc = f1_max = f1_max_threshold = _NAN
 
