@@ -2,5 +2,6 @@
 
 from flawscope.training.loop import fit_network
 from flawscope.training.module import ReconstructionModule
+from flawscope.training.vae_module import VAEModule
 
-__all__ = ["ReconstructionModule", "fit_network"]
+__all__ = ["ReconstructionModule", "VAEModule", "fit_network"]
