@@ -9,6 +9,7 @@ from flawscope.models import (  # noqa: F401  (registers the detectors)
     padim,
     patchcore,
     strided_ae,
+    vae,
 )
 from flawscope.models.base import Detector, Prediction, available, create, detector_class
 
