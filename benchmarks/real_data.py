@@ -5,9 +5,11 @@ Usage (from the repository root, after `make setup`):
     .venv/bin/python benchmarks/real_data.py [--sets mvtec_ad/bottle magnetic_tile printbed]
         [--data ../shared/data] [--model patchcore] [--params '{"coreset_ratio": 0.01}']
         [--image-size 256] [--channels auto] [--exposure none] [--epochs 30] [--tag NAME]
+        [--residuals l2 ssim]
 
 Each set runs in a fresh process, so the peak resident memory of its fit is its own. Each result
-goes to ``benchmarks/results/<model>[_<tag>]_<set>.json`` with the command, the data set, the
+goes to ``benchmarks/results/<model>[_<tag>][_<residual>]_<set>.json`` (the residual map is named
+when ``--residuals`` lists several; they share one fit) with the command, the data set, the
 machine (CPU model, cores), the date, fit time and peak memory, inspection throughput (images per
 second from decoded, resized images to scores and anomaly maps, at batch 1 and 16) and the
 metrics of ``evaluate``. Models and reports go under ``--work`` (default /tmp/flawscope-bench).
@@ -63,16 +65,22 @@ def throughput(insp: Any, images: Any, batch: int, repeats: int = 1) -> float:
     return round(n / (time.perf_counter() - t0), 2)
 
 
-def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Fit, measure and evaluate on one data set (runs in its own process)."""
+def run_set(name: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fit once, then measure and evaluate on one data set with each residual map.
+
+    Runs in its own process. One result per entry of ``args["residuals"]``: the first uses the
+    fitted inspector; the others reload its weights with that residual map and re-calibrate the
+    threshold on the same good hold-out images (nothing is trained twice).
+    """
     from flawscope import __version__
     from flawscope.config import InspectorConfig
-    from flawscope.data.dataset import labelled_samples
+    from flawscope.data.dataset import labelled_samples, split_holdout, training_samples
     from flawscope.evaluation import evaluate
     from flawscope.inspector import Inspector
     from flawscope.resources import peak_memory_mb
 
     data = Path(args["data"]) / name
+    first, *others = args["residuals"]
     cfg = InspectorConfig.model_validate(
         {
             "model": {
@@ -88,36 +96,68 @@ def run_set(name: str, args: dict[str, Any]) -> dict[str, Any]:
                 "seed": args["seed"],
                 "progress": False,
             },
+            "scoring": {"residual": first},
         }
     )
     work = Path(args["work"]) / f"{args['label']}_{name.replace('/', '_')}"
     t0 = time.perf_counter()
-    insp = Inspector.fit(data, cfg)
+    fitted = Inspector.fit(data, cfg)
     t_fit = time.perf_counter() - t0
     peak_fit = peak_memory_mb()
-    insp.save(work / "model")
-    sample = insp.read(labelled_samples(data)[:64]).images
-    speed = {f"batch_{b}": throughput(insp, sample, b) for b in (1, 16)}
-    t0 = time.perf_counter()
-    ev = evaluate(insp, data, work / "evaluation")
-    t_eval = time.perf_counter() - t0
-    return {
-        "command": args["command"],
-        "dataset": name,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "flawscope_version": __version__,
-        "config": insp.config.model_dump(mode="json"),
-        "epochs_run": len(insp.history.get("val_loss", [])) or None,
-        "fit_seconds": round(t_fit, 1),
-        "fit_stats": getattr(insp.detector, "fit_stats", None),
-        "peak_rss_mb_fit": peak_fit,
-        "peak_rss_mb_total": peak_memory_mb(),
-        "inspect_images_per_second": speed,
-        "evaluate_seconds": round(t_eval, 1),
-        "report": str(ev.report_path),
-        **ev.metrics,
-    }
+    fitted.save(work / "model")
+    results = []
+    for residual in [first, *others]:
+        insp = fitted
+        if residual != first:
+            variant = fitted.config.model_copy(deep=True)
+            variant.scoring.residual = residual
+            insp = Inspector(variant)
+            insp.detector.load(work / "model")
+            insp.history = fitted.history
+            t = variant.training
+            _, hold = split_holdout(training_samples(data), t.holdout_fraction, t.seed)
+            insp.calibrate(insp.read(hold).images)
+        sample = insp.read(labelled_samples(data)[:64]).images
+        speed = {f"batch_{b}": throughput(insp, sample, b) for b in (1, 16)}
+        t0 = time.perf_counter()
+        ev = evaluate(insp, data, work / f"evaluation_{residual}")
+        t_eval = time.perf_counter() - t0
+        results.append(
+            {
+                "command": args["command"],
+                "dataset": name,
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine(),
+                "flawscope_version": __version__,
+                "config": insp.config.model_dump(mode="json"),
+                "epochs_run": len(insp.history.get("val_loss", [])) or None,
+                "fit_seconds": round(t_fit, 1),
+                "fit_stats": getattr(fitted.detector, "fit_stats", None),
+                "peak_rss_mb_fit": peak_fit,
+                "peak_rss_mb_total": peak_memory_mb(),
+                "inspect_images_per_second": speed,
+                "evaluate_seconds": round(t_eval, 1),
+                "report": str(ev.report_path),
+                **ev.metrics,
+            }
+        )
+    return results
+
+
+def result_name(label: str, residual: str, several: bool, dataset: str) -> str:
+    """``<label>[_<residual>]_<set>.json``: the residual is named when several were run."""
+    return f"{label}{'_' + residual if several else ''}_{dataset.replace('/', '_')}.json"
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One printed line per result: accuracy, fit time, memory, throughput."""
+    img, px = result["image"], result["pixel"] or {}
+    return (
+        f"image AUROC {img['auroc']:.3f} AUPRC {img['auprc']:.3f} F1-max {img['f1_max']:.3f}"
+        + (f" pixel AUROC {px['auroc']:.3f} AUPRO {px['aupro']:.3f}" if px else "")
+        + f" | fit {result['fit_seconds']} s, peak {result['peak_rss_mb_fit']} MB,"
+        f" {result['inspect_images_per_second']} img/s"
+    )
 
 
 def main() -> None:
@@ -130,6 +170,13 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--channels", default="auto", help="1, 3 or auto")
     p.add_argument("--exposure", default="none", help="none or gain")
+    p.add_argument(
+        "--residuals",
+        nargs="+",
+        default=["l2"],
+        choices=["l2", "ssim"],
+        help="residual maps of reconstruction detectors; one fit, one result each",
+    )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--seed", type=int, default=42)
@@ -149,17 +196,11 @@ def main() -> None:
         if not (Path(ns.data) / name).is_dir():
             raise SystemExit(f"{Path(ns.data) / name} does not exist; pass --data")
         with mp.get_context("spawn").Pool(1) as pool:  # fresh process: its own peak memory
-            result = pool.apply(run_set, (name, args))
-        path = out / f"{args['label']}_{name.replace('/', '_')}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        img, px = result["image"], result["pixel"] or {}
-        print(
-            f"{name}: image AUROC {img['auroc']:.3f} F1-max {img['f1_max']:.3f}"
-            + (f" pixel AUROC {px['auroc']:.3f} AUPRO {px['aupro']:.3f}" if px else "")
-            + f" | fit {result['fit_seconds']} s, peak {result['peak_rss_mb_fit']} MB,"
-            f" {result['inspect_images_per_second']} img/s -> {path}",
-            flush=True,
-        )
+            results = pool.apply(run_set, (name, args))
+        for residual, result in zip(ns.residuals, results, strict=True):
+            path = out / result_name(args["label"], residual, len(ns.residuals) > 1, name)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"{name} [{residual}]: {summary_line(result)} -> {path}", flush=True)
 
 
 if __name__ == "__main__":

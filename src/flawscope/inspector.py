@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig
@@ -142,14 +143,7 @@ class Inspector:
         )
         insp.detector.fit(train, hold)
         insp.history = getattr(insp.detector, "history", {})
-        insp.holdout_scores = np.concatenate(
-            [
-                insp.detector.predict(hold[i : i + t.batch_size]).image_scores
-                for i in range(0, len(hold), t.batch_size)
-            ]
-        )
-        th = config.threshold
-        insp.threshold = threshold_from_good(insp.holdout_scores, th.method, th.quantile)
+        insp.calibrate(hold)
         insp.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         insp.fit_stats = {
             "seconds": round(time.perf_counter() - started, 2),
@@ -159,6 +153,29 @@ class Inspector:
             "detector": getattr(insp.detector, "fit_stats", None),
         }
         return insp
+
+    def calibrate(self, good: torch.Tensor) -> float:
+        """Set the threshold from the scores of good hold-out images (never trained on).
+
+        Args:
+            good: ``(M, C, S, S)`` float32 images in [0, 1], M >= 1, in this inspector's input
+                format (see :meth:`read`).
+
+        Returns:
+            The threshold (``threshold.method`` of the config applied to the M scores); any
+            earlier tuning on labelled images is dropped.
+        """
+        bs = self.config.training.batch_size
+        self.holdout_scores = np.concatenate(
+            [
+                self.detector.predict(good[i : i + bs]).image_scores
+                for i in range(0, len(good), bs)
+            ]
+        )
+        th = self.config.threshold
+        self.threshold = threshold_from_good(self.holdout_scores, th.method, th.quantile)
+        self.tuning = None
+        return self.threshold
 
     # ------------------------------------------------------------------ predict
     def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:
