@@ -116,7 +116,7 @@ def run_set(name: str, args: dict[str, Any]) -> list[dict[str, Any]]:
             insp.history = fitted.history
             t = variant.training
             _, hold = split_holdout(training_samples(data), t.holdout_fraction, t.seed)
-            insp.calibrate(insp.read(hold).images)
+            insp.calibrate(insp.read(hold))
         sample = insp.read(labelled_samples(data)[:64]).images
         speed = {f"batch_{b}": throughput(insp, sample, b) for b in (1, 16)}
         t0 = time.perf_counter()

@@ -135,15 +135,26 @@ def test_normalize_exposure_equalises_the_mean_and_keeps_relative_contrast() -> 
     assert normalize_exposure(np.full((4, 4), 0.01, np.float32)).max() <= 1.0
 
 
-def test_load_images_applies_enhance_to_the_model_input_only(tmp_path: Path) -> None:
+def test_load_images_applies_preprocess_to_the_model_input_only(tmp_path: Path) -> None:
     from flawscope.data.dataset import Sample
 
     path = _write(tmp_path / "a.png", (40, 40))
     plain = load_images([Sample(path)], 32, 1, 16, keep_originals=True)
+    assert plain.foreground is None
+
+    def double_and_mask(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fg = np.zeros(im.shape[:2], bool)
+        fg[:, :20] = True  # left half is the part
+        return np.clip(im * 2, 0, 1), fg
+
     doubled = load_images(
-        [Sample(path)], 32, 1, 16, keep_originals=True, enhance=lambda im: np.clip(im * 2, 0, 1)
+        [Sample(path)], 32, 1, 16, keep_originals=True, preprocess=double_and_mask
     )
     np.testing.assert_allclose(
         doubled.images.numpy(), np.clip(plain.images.numpy() * 2, 0, 1), atol=1e-5
     )
     np.testing.assert_array_equal(doubled.originals[0], plain.originals[0])
+    assert doubled.foreground.shape == (1, 32, 32)
+    assert doubled.foreground[0, :, :15].all() and not doubled.foreground[0, :, 17:].any()
+    part = doubled.slice(0, 1)
+    assert len(part) == 1 and part.foreground.shape == (1, 32, 32)

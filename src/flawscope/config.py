@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flawscope.errors import ConfigError
 
@@ -81,9 +81,38 @@ class ThresholdConfig(_Strict):
     quantile: float = Field(0.99, gt=0, le=1)
 
 
+class PreprocessConfig(_Strict):
+    """The thesis' preprocessing (seed 003, ch. 3.4-3.8), run identically at fit and inspect.
+
+    ``segment``: background segmentation, ``"none"``, a classical method (``"otsu"``,
+    ``"kmeans"``, ``"watershed"``; no training) or ``"unet"`` (the U-Net in the folder
+    ``segmenter``, written by ``flawscope segment fit``); ``foreground``: whether the part is
+    brighter or darker than the background (classical methods). The background is set to 0
+    and pixels outside the mask never raise the anomaly score.
+    ``clahe``: contrast-limited adaptive histogram equalisation inside the mask (clip limit
+    ``clahe_clip``, ``clahe_grid`` x ``clahe_grid`` tiles; thesis: 9 and 9x9).
+    """
+
+    segment: Literal["none", "otsu", "kmeans", "watershed", "unet"] = "none"
+    foreground: Literal["bright", "dark"] = "bright"
+    segmenter: str | None = None
+    clahe: bool = False
+    clahe_clip: float = Field(9.0, gt=0)
+    clahe_grid: int = Field(9, ge=1)
+
+    @model_validator(mode="after")
+    def _unet_needs_a_segmenter(self) -> PreprocessConfig:
+        if self.segment == "unet" and not self.segmenter:
+            raise ValueError(
+                "segment 'unet' needs segmenter = the folder written by `flawscope segment fit`"
+            )
+        return self
+
+
 class InspectorConfig(_Strict):
     """The whole pipeline's settings."""
 
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)

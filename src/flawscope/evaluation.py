@@ -53,7 +53,7 @@ def _panels(
     if not chosen:
         return []
     loaded = insp.read(chosen)
-    pred = insp.detector.predict(loaded.images)
+    pred = insp.predict(loaded)
     panels = []
     for j, s in enumerate(loaded.samples):
         box = loaded.boxes[j]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig
@@ -39,9 +38,9 @@ from flawscope.data.dataset import (
 )
 from flawscope.errors import ConfigError, DataError, ModelDirError
 from flawscope.models.base import Prediction, create
-from flawscope.preprocess.enhance import EXPOSURE_MODES
+from flawscope.preprocess.pipeline import Preprocessor
 from flawscope.resources import peak_memory_mb
-from flawscope.scoring import HoldoutStats, threshold_from_good, verdicts
+from flawscope.scoring import HoldoutStats, aggregate, threshold_from_good, verdicts
 
 log = logging.getLogger("flawscope")
 
@@ -91,6 +90,7 @@ class Inspector:
                 "fit with Inspector.fit, or set model.channels to 1 or 3",
             )
         self.config = config
+        self.preprocessor = Preprocessor(config.preprocess, config.model.exposure)
         self.detector = create(
             config.model.name, model=config.model, training=config.training, scoring=config.scoring
         )
@@ -124,7 +124,8 @@ class Inspector:
             insp = cls(config)
         m, t = config.model, config.training
         train_files, hold_files = split_holdout(samples, t.holdout_fraction, t.seed)
-        train, hold = insp.read(train_files).images, insp.read(hold_files).images
+        train, held = insp.read(train_files).images, insp.read(hold_files)
+        hold = held.images
         if len(train) == 0 or len(hold) == 0:
             raise DataError(
                 f"only {len(train) + len(hold)} of {len(samples)} training images could be read"
@@ -143,7 +144,7 @@ class Inspector:
         )
         insp.detector.fit(train, hold)
         insp.history = getattr(insp.detector, "history", {})
-        insp.calibrate(hold)
+        insp.calibrate(held)
         insp.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         insp.fit_stats = {
             "seconds": round(time.perf_counter() - started, 2),
@@ -154,12 +155,11 @@ class Inspector:
         }
         return insp
 
-    def calibrate(self, good: torch.Tensor) -> float:
+    def calibrate(self, good: LoadedBatch) -> float:
         """Set the threshold from the scores of good hold-out images (never trained on).
 
         Args:
-            good: ``(M, C, S, S)`` float32 images in [0, 1], M >= 1, in this inspector's input
-                format (see :meth:`read`).
+            good: M >= 1 good images read by :meth:`read` (never trained on).
 
         Returns:
             The threshold (``threshold.method`` of the config applied to the M scores); any
@@ -167,10 +167,7 @@ class Inspector:
         """
         bs = self.config.training.batch_size
         self.holdout_scores = np.concatenate(
-            [
-                self.detector.predict(good[i : i + bs]).image_scores
-                for i in range(0, len(good), bs)
-            ]
+            [self.predict(good.slice(i, i + bs)).image_scores for i in range(0, len(good), bs)]
         )
         th = self.config.threshold
         self.threshold = threshold_from_good(self.holdout_scores, th.method, th.quantile)
@@ -188,8 +185,24 @@ class Inspector:
             m.min_image_side,
             keep_originals,
             m.keep_aspect,
-            EXPOSURE_MODES[m.exposure],
+            self.preprocessor if self.preprocessor.active else None,
         )
+
+    def predict(self, loaded: LoadedBatch) -> Prediction:
+        """Scores and anomaly maps of images read by :meth:`read`.
+
+        With background segmentation the anomaly maps are set to 0 outside the foreground and
+        the image score is recomputed from the masked map (``scoring.aggregation``), so the
+        background never raises the score.
+        """
+        pred = self.detector.predict(loaded.images)
+        if loaded.foreground is not None and len(loaded.foreground):
+            maps = (pred.anomaly_maps * loaded.foreground).astype(np.float32)
+            s = self.config.scoring
+            pred = Prediction(
+                aggregate(maps, s.aggregation, s.top_k_percent), maps, pred.reconstructions
+            )
+        return pred
 
     def predict_batches(
         self, samples: Sequence[Sample], batch_size: int | None = None, keep_originals: bool = False
@@ -202,7 +215,7 @@ class Inspector:
         for i in range(0, len(samples), bs):
             loaded = self.read(samples[i : i + bs], keep_originals)
             if len(loaded.samples):
-                pred = self.detector.predict(loaded.images)
+                pred = self.predict(loaded)
                 yield BatchResult(loaded, pred, self.verdicts(pred.image_scores))
             else:
                 yield BatchResult(loaded, Prediction(np.zeros(0), np.zeros((0, 0, 0))), [])

@@ -11,7 +11,7 @@ Layouts read:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,7 +21,7 @@ import torch
 
 from flawscope.data.io import is_image_file, read_image, read_mask
 from flawscope.errors import DataError, FlawscopeError
-from flawscope.preprocess.enhance import Box, Enhancer, to_model_input
+from flawscope.preprocess.enhance import Box, to_model_input
 
 log = logging.getLogger("flawscope")
 
@@ -190,6 +190,11 @@ def detect_channels(samples: Sequence[Sample], probe: int = 8) -> int:
     return 1
 
 
+#: per-image preprocessing: ``(H, W[, 3])`` float32 image as read -> (corrected image of the
+#: same shape, ``(H, W)`` bool foreground mask or None)
+Preprocess = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+
+
 @dataclass
 class LoadedBatch:
     """Images loaded for a detector.
@@ -202,6 +207,8 @@ class LoadedBatch:
         boxes: the N regions ``(top, left, height, width)`` of the image content in the model
             input (the whole S x S input unless the aspect ratio is kept).
         skipped: ``(sample, reason)`` for every sample that could not be used.
+        foreground: ``(N, S, S)`` bool foreground masks at the model input size when the
+            preprocessing segments the background, else None.
     """
 
     images: torch.Tensor
@@ -210,6 +217,22 @@ class LoadedBatch:
     boxes: list[Box]
     skipped: list[tuple[Sample, str]]
     originals: list[np.ndarray] | None = None
+    foreground: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def slice(self, start: int, stop: int) -> LoadedBatch:
+        """The images ``start`` to ``stop - 1`` as a batch of their own (views, no copies)."""
+        return LoadedBatch(
+            self.images[start:stop],
+            self.samples[start:stop],
+            self.sizes[start:stop],
+            self.boxes[start:stop],
+            [],
+            None if self.originals is None else self.originals[start:stop],
+            None if self.foreground is None else self.foreground[start:stop],
+        )
 
 
 def load_images(
@@ -219,7 +242,7 @@ def load_images(
     min_side: int,
     keep_originals: bool = False,
     keep_aspect: bool = False,
-    enhance: Enhancer | None = None,
+    preprocess: Preprocess | None = None,
 ) -> LoadedBatch:
     """Read, convert and resize ``samples`` into one tensor, skipping unusable files with a warning.
 
@@ -230,8 +253,9 @@ def load_images(
         min_side: images whose shorter side is below this many pixels are skipped.
         keep_originals: also return the images as read (for overlays at full resolution).
         keep_aspect: letterbox instead of squashing (see ``preprocess.enhance.letterbox``).
-        enhance: intensity correction applied to each image as read, before resizing (e.g.
-            ``preprocess.enhance.normalize_exposure``); ``originals`` stay uncorrected.
+        preprocess: applied to each image as read, before resizing: returns the corrected
+            image and its foreground mask or None (see
+            :class:`flawscope.preprocess.pipeline.Preprocessor`); ``originals`` stay as read.
 
     Returns:
         A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
@@ -243,6 +267,7 @@ def load_images(
     boxes: list[Box] = []
     originals: list[np.ndarray] = []
     skipped: list[tuple[Sample, str]] = []
+    masks: list[np.ndarray] = []
     for s in samples:
         try:
             img = read_image(s.path)
@@ -256,15 +281,25 @@ def load_images(
             log.warning("skipping %s", exc)
             skipped.append((s, str(exc)))
             continue
-        model_img = enhance(img) if enhance is not None else img
-        out[len(kept)], box = to_model_input(model_img, size, channels, keep_aspect)
+        fg = None
+        if preprocess is not None:
+            img_in, fg = preprocess(img)
+        else:
+            img_in = img
+        out[len(kept)], box = to_model_input(img_in, size, channels, keep_aspect)
+        if fg is not None:
+            fg_in, _ = to_model_input(fg.astype(np.float32), size, 1, keep_aspect)
+            masks.append(fg_in[0] > 0.5)
         boxes.append(box)
         kept.append(s)
         sizes.append((h, w))
         if keep_originals:
             originals.append(img)
     images = torch.from_numpy(out[: len(kept)])
-    return LoadedBatch(images, kept, sizes, boxes, skipped, originals if keep_originals else None)
+    foreground = np.stack(masks) if masks else None
+    return LoadedBatch(
+        images, kept, sizes, boxes, skipped, originals if keep_originals else None, foreground
+    )
 
 
 def load_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
