@@ -151,6 +151,38 @@ def fit(
             "to the same mean; for acquisitions at different exposures)." + _d("model", "exposure")
         ),
     ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(
+            help="Background segmentation: none, otsu, kmeans, watershed (no training) or unet "
+            "(with --segmenter)." + _d("preprocess", "segment")
+        ),
+    ] = None,
+    foreground: Annotated[
+        str | None,
+        typer.Option(
+            help="The part is bright or dark against the background (classical segmentation)."
+            + _d("preprocess", "foreground")
+        ),
+    ] = None,
+    segmenter: Annotated[
+        Path | None,
+        typer.Option(help="U-Net folder written by `flawscope segment fit` (for --segment unet)."),
+    ] = None,
+    clahe: Annotated[
+        bool | None,
+        typer.Option(
+            "--clahe/--no-clahe",
+            help="CLAHE inside the foreground mask (thesis)." + _d("preprocess", "clahe"),
+        ),
+    ] = None,
+    clahe_clip: Annotated[
+        float | None, typer.Option(help="CLAHE clip limit." + _d("preprocess", "clahe_clip"))
+    ] = None,
+    clahe_grid: Annotated[
+        int | None,
+        typer.Option(help="CLAHE tiles per side." + _d("preprocess", "clahe_grid")),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -223,6 +255,14 @@ def fit(
     cfg = _config(
         config_file,
         {
+            "preprocess": {
+                "segment": segment,
+                "foreground": foreground,
+                "segmenter": str(segmenter.resolve()) if segmenter else None,
+                "clahe": clahe,
+                "clahe_clip": clahe_clip,
+                "clahe_grid": clahe_grid,
+            },
             "model": {
                 "name": model,
                 "image_size": image_size,

@@ -1,0 +1,90 @@
+"""The preprocessing pipeline inside the Inspector and the CLI: segmentation, CLAHE, masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from flawscope.config import InspectorConfig, PreprocessConfig, build
+from flawscope.data.dataset import labelled_samples
+from flawscope.errors import ConfigError
+from flawscope.inspector import Inspector
+from flawscope.preprocess.pipeline import Preprocessor
+from tests.conftest import tiny_config
+from tests.test_cli import assert_one_line_error, run
+
+
+def _part(rng: np.random.Generator, size: int = 48, defect: bool = False) -> np.ndarray:
+    """A bright disc (the part) on a dark, cluttered background; uint8 (size, size)."""
+    img = rng.normal(30, 8, (size, size))
+    cx, cy = size // 2 + rng.integers(-2, 3), size // 2 + rng.integers(-2, 3)
+    cv2.circle(img, (int(cx), int(cy)), size // 3, 170, -1)
+    img += rng.normal(0, 4, img.shape)
+    if defect:
+        cv2.circle(img, (int(cx) + 3, int(cy)), 3, 60, -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("parts")
+    rng = np.random.default_rng(0)
+    for folder, n, defect in [("train/good", 16, False), ("test/good", 3, False)]:
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(root / folder / f"{i}.png"), _part(rng, defect=defect))
+    (root / "test/dent").mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / "test/dent" / f"{i}.png"), _part(rng, defect=True))
+    return root
+
+
+def test_preprocessor_masks_background_and_equalises_inside() -> None:
+    img = _part(np.random.default_rng(1)).astype(np.float32) / 255
+    out, fg = Preprocessor(PreprocessConfig(segment="otsu", clahe=True))(img)
+    assert fg is not None and fg.dtype == bool and 0.2 < fg.mean() < 0.6
+    assert out.shape == img.shape and np.all(out[~fg] == 0)
+    assert out[fg].std() > img[fg].std()  # CLAHE stretched the part's contrast
+    plain = Preprocessor(PreprocessConfig())
+    assert not plain.active
+    same, none = plain(img)
+    assert none is None and same is img
+
+
+def test_fit_with_segmentation_zeroes_the_background_and_round_trips(
+    parts: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_config()
+    cfg.preprocess = PreprocessConfig(segment="otsu", clahe=True)
+    insp = Inspector.fit(parts, cfg)
+    loaded = insp.read(labelled_samples(parts))
+    pred = insp.predict(loaded)
+    assert loaded.foreground is not None
+    assert np.all(pred.anomaly_maps[~loaded.foreground] == 0)
+    insp.save(tmp_path / "m")
+    again = Inspector.load_dir(tmp_path / "m")
+    assert again.config.preprocess.segment == "otsu" and again.config.preprocess.clahe
+    np.testing.assert_allclose(again.predict(again.read(loaded.samples)).image_scores,
+                               pred.image_scores, rtol=1e-5)  # fmt: skip
+
+
+def test_preprocess_config_errors() -> None:
+    with pytest.raises(ConfigError, match="segmenter"):
+        build(InspectorConfig, {"preprocess": {"segment": "unet"}})
+    with pytest.raises(ConfigError, match="segment"):
+        build(InspectorConfig, {"preprocess": {"segment": "grabcut"}})
+
+
+def test_cli_fit_with_segmentation_flags(parts: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    r = run("fit", parts, "--out", model, "--model", "cae", "--image-size", 32, "--epochs", 1,
+            "--segment", "kmeans", "--clahe", "--clahe-clip", 4, "--clahe-grid", 4)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text = (model / "config.yaml").read_text()
+    assert "segment: kmeans" in text and "clahe_clip: 4.0" in text and "clahe_grid: 4" in text
+    assert_one_line_error(
+        run("fit", parts, "--out", tmp_path / "m2", "--segment", "unet"), "segmenter"
+    )
