@@ -88,3 +88,53 @@ def test_cli_fit_with_segmentation_flags(parts: Path, tmp_path: Path) -> None:
     assert_one_line_error(
         run("fit", parts, "--out", tmp_path / "m2", "--segment", "unet"), "segmenter"
     )
+
+
+def test_tiled_fit_and_inspect_stitch_a_full_resolution_map(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_config(epochs=1)
+    cfg = build(
+        InspectorConfig,
+        {
+            **cfg.model_dump(),
+            "preprocess": {"tile": 16, "tile_context": 8, "tile_target": (32, 48)},
+            "model": {**cfg.model.model_dump(), "image_size": 32},
+        },
+    )
+    insp = Inspector.fit(tiny_dataset, cfg)
+    assert insp.fit_stats["detector"]["tiles"] == 6 * insp.fit_stats["train_images"]
+    samples = labelled_samples(tiny_dataset)[:3]
+    pred = next(insp.predict_batches(samples)).prediction
+    assert pred.anomaly_maps.shape == (3, 32, 48) and pred.image_scores.shape == (3,)
+    insp.save(tmp_path / "m")
+    again = Inspector.load_dir(tmp_path / "m")
+    np.testing.assert_allclose(
+        next(again.predict_batches(samples)).prediction.image_scores, pred.image_scores, rtol=1e-5
+    )
+    with pytest.raises(ConfigError, match="must be 32 px"):
+        build(InspectorConfig, {"preprocess": {"tile": 16, "tile_context": 8,
+                                               "tile_target": (32, 48)}})  # fmt: skip
+    with pytest.raises(ConfigError, match="multiples of the tile side"):
+        build(InspectorConfig, {"preprocess": {"tile": 16, "tile_context": 8,
+                                               "tile_target": (30, 48)}})  # fmt: skip
+
+
+def test_cli_tiled_inspect_writes_full_size_overlay(tiny_dataset: Path, tmp_path: Path) -> None:
+    import csv
+
+    model = tmp_path / "m"
+    r = run("fit", tiny_dataset, "--out", model, "--model", "cae", "--epochs", 1,
+            "--tile", 16, "--tile-context", 8, "--tile-target", "32x48")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "image_size: 32" in (model / "config.yaml").read_text()
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), (np.random.default_rng(0).random((300, 500)) * 255).astype(np.uint8))
+    r = run("inspect", model, big, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    row = next(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert cv2.imread(row["anomaly_map"]).shape == (300, 500, 3)
+    assert_one_line_error(
+        run("fit", tiny_dataset, "--out", tmp_path / "m2", "--tile", 16, "--tile-target", "big"),
+        "HEIGHTxWIDTH",
+    )

@@ -87,6 +87,22 @@ def _config(config_file: Path | None, overrides: dict[str, dict[str, Any]]) -> I
     return build(InspectorConfig, data, "option")
 
 
+def _size_pair(text: str | None) -> tuple[int, int] | None:
+    """``"1024x1536"`` -> ``(1024, 1536)`` (height, width in pixels).
+
+    Raises:
+        ConfigError: not two positive integers joined by ``x``.
+    """
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"--tile-target {text!r} is not HEIGHTxWIDTH", "write it like --tile-target 1024x1536"
+        )
+    return int(parts[0]), int(parts[1])
+
+
 def _params(pairs: list[str] | None) -> dict[str, Any]:
     """``["key=value", ...]`` -> ``{key: YAML value}``.
 
@@ -183,6 +199,26 @@ def fit(
         int | None,
         typer.Option(help="CLAHE tiles per side." + _d("preprocess", "clahe_grid")),
     ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Overlap-tile side in pixels for high-resolution images (thesis: 256); the "
+            "model input becomes tile + 2 x context unless --image-size is given."
+        ),
+    ] = None,
+    tile_context: Annotated[
+        int | None,
+        typer.Option(
+            help="Mirrored context around each tile (px)." + _d("preprocess", "tile_context")
+        ),
+    ] = None,
+    tile_target: Annotated[
+        str | None,
+        typer.Option(
+            help="HEIGHTxWIDTH every image is resized to before tiling, multiples of --tile "
+            "(thesis: 1024x1536)."
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -262,10 +298,14 @@ def fit(
                 "clahe": clahe,
                 "clahe_clip": clahe_clip,
                 "clahe_grid": clahe_grid,
+                "tile": tile,
+                "tile_context": tile_context,
+                "tile_target": _size_pair(tile_target),
             },
             "model": {
                 "name": model,
-                "image_size": image_size,
+                "image_size": image_size
+                or (tile + 2 * (32 if tile_context is None else tile_context) if tile else None),
                 "channels": int(channels) if channels and channels.isdigit() else channels,
                 "keep_aspect": keep_aspect,
                 "exposure": exposure,

@@ -91,6 +91,11 @@ class PreprocessConfig(_Strict):
     and pixels outside the mask never raise the anomaly score.
     ``clahe``: contrast-limited adaptive histogram equalisation inside the mask (clip limit
     ``clahe_clip``, ``clahe_grid`` x ``clahe_grid`` tiles; thesis: 9 and 9x9).
+    ``tile``: overlap-tile for high-resolution images (None = off): every image is resized to
+    ``tile_target`` = (H, W) pixels, multiples of ``tile`` (thesis: 1024 x 1536), cut into
+    ``tile`` x ``tile`` tiles with ``tile_context`` px of mirrored context on every side (the
+    detector's ``model.image_size`` must be ``tile + 2 * tile_context``; thesis 256 + 2 x 32 =
+    320), and the tile centres' maps are stitched (:mod:`flawscope.models.tiled`).
     """
 
     segment: Literal["none", "otsu", "kmeans", "watershed", "unet"] = "none"
@@ -99,13 +104,25 @@ class PreprocessConfig(_Strict):
     clahe: bool = False
     clahe_clip: float = Field(9.0, gt=0)
     clahe_grid: int = Field(9, ge=1)
+    tile: int | None = Field(None, ge=8)
+    tile_context: int = Field(32, ge=0)
+    tile_target: tuple[int, int] | None = None
 
     @model_validator(mode="after")
-    def _unet_needs_a_segmenter(self) -> PreprocessConfig:
+    def _consistent(self) -> PreprocessConfig:
         if self.segment == "unet" and not self.segmenter:
             raise ValueError(
                 "segment 'unet' needs segmenter = the folder written by `flawscope segment fit`"
             )
+        if self.tile is not None:
+            if self.tile_context >= self.tile:
+                raise ValueError(f"tile_context must be below the tile side {self.tile}")
+            t = self.tile_target
+            if t is None or t[0] % self.tile or t[1] % self.tile or min(t) < self.tile:
+                raise ValueError(
+                    f"tiling needs tile_target = (height, width), multiples of the tile side "
+                    f"{self.tile}, e.g. ({4 * self.tile}, {6 * self.tile})"
+                )
         return self
 
 
@@ -117,6 +134,20 @@ class InspectorConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+
+    @model_validator(mode="after")
+    def _tile_fits_the_model(self) -> InspectorConfig:
+        p, m = self.preprocess, self.model
+        if p.tile is not None:
+            need = p.tile + 2 * p.tile_context
+            if m.image_size != need:
+                raise ValueError(
+                    f"with tiles of {p.tile} px and {p.tile_context} px context the model input "
+                    f"must be {need} px, not image_size {m.image_size}"
+                )
+            if m.keep_aspect:
+                raise ValueError("tiling resizes to tile_target; turn keep_aspect off")
+        return self
 
     def to_yaml(self, path: Path) -> None:
         """Write the config as YAML to ``path``."""

@@ -38,6 +38,7 @@ from flawscope.data.dataset import (
 )
 from flawscope.errors import ConfigError, DataError, ModelDirError
 from flawscope.models.base import Prediction, create
+from flawscope.models.tiled import TiledDetector
 from flawscope.preprocess.pipeline import Preprocessor
 from flawscope.resources import peak_memory_mb
 from flawscope.scoring import HoldoutStats, aggregate, threshold_from_good, verdicts
@@ -94,6 +95,11 @@ class Inspector:
         self.detector = create(
             config.model.name, model=config.model, training=config.training, scoring=config.scoring
         )
+        p = config.preprocess
+        if p.tile is not None:
+            self.detector = TiledDetector(
+                self.detector, p.tile, p.tile_context, config.training.batch_size, config.scoring
+            )
         self.threshold = float("nan")
         self.holdout_scores = np.zeros(0, dtype=np.float32)
         self.history: dict[str, list[float]] = {}
@@ -177,10 +183,10 @@ class Inspector:
     # ------------------------------------------------------------------ predict
     def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:
         """Read ``samples`` in this inspector's input format (unreadable ones skipped, warned)."""
-        m = self.config.model
+        m, p = self.config.model, self.config.preprocess
         return load_images(
             samples,
-            m.image_size,
+            m.image_size if p.tile is None else p.tile_target,
             m.channels,
             m.min_image_side,
             keep_originals,

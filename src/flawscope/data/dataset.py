@@ -237,7 +237,7 @@ class LoadedBatch:
 
 def load_images(
     samples: Sequence[Sample],
-    size: int,
+    size: int | tuple[int, int],
     channels: int,
     min_side: int,
     keep_originals: bool = False,
@@ -248,7 +248,7 @@ def load_images(
 
     Args:
         samples: images to read.
-        size: model input side length S in pixels.
+        size: model input side length S in pixels, or ``(height, width)`` (overlap tiling).
         channels: 1 (grey) or 3 (RGB).
         min_side: images whose shorter side is below this many pixels are skipped.
         keep_originals: also return the images as read (for overlays at full resolution).
@@ -261,7 +261,8 @@ def load_images(
         A :class:`LoadedBatch`; ``images`` has shape ``(0, C, S, S)`` when nothing loaded.
     """
     # filled row by row: no list of arrays plus a stacked copy (twice the memory) at any time
-    out = np.empty((len(samples), channels, size, size), dtype=np.float32)
+    shape = size if isinstance(size, tuple) else (size, size)
+    out = np.empty((len(samples), channels, *shape), dtype=np.float32)
     kept: list[Sample] = []
     sizes: list[tuple[int, int]] = []
     boxes: list[Box] = []

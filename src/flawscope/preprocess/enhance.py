@@ -103,13 +103,14 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Box]:
 
 
 def to_model_input(
-    image: np.ndarray, size: int, channels: int, keep_aspect: bool = False
+    image: np.ndarray, size: int | tuple[int, int], channels: int, keep_aspect: bool = False
 ) -> tuple[np.ndarray, Box]:
-    """Image as read -> ``(C, size, size)`` float32 in ``[0, 1]``, the detector's input layout.
+    """Image as read -> ``(C, S, S)`` float32 in ``[0, 1]``, the detector's input layout.
 
     Args:
         image: ``(H, W)`` or ``(H, W, 3)`` float32 in ``[0, 1]``.
-        size: model input side S in pixels.
+        size: model input side S in pixels, or ``(height, width)`` for a non-square input
+            (overlap tiling resizes whole images to a multiple of the tile side; no letterbox).
         channels: 1 (grey) or 3 (RGB).
         keep_aspect: :func:`letterbox` instead of squashing the image to S x S.
 
@@ -118,7 +119,9 @@ def to_model_input(
         ``keep_aspect``).
     """
     img = to_channels(image.astype(np.float32, copy=False), channels)
-    if keep_aspect:
+    if isinstance(size, tuple):
+        img, box = resize(img, *size), (0, 0, *size)
+    elif keep_aspect:
         img, box = letterbox(img, size)
     else:
         img, box = resize(img, size, size), (0, 0, size, size)
