@@ -138,3 +138,29 @@ def test_cli_tiled_inspect_writes_full_size_overlay(tiny_dataset: Path, tmp_path
         run("fit", tiny_dataset, "--out", tmp_path / "m2", "--tile", 16, "--tile-target", "big"),
         "HEIGHTxWIDTH",
     )
+
+
+def test_cli_segment_fit_evaluate_and_use_in_fit(parts: Path, tmp_path: Path) -> None:
+    import json
+
+    imgs, masks = tmp_path / "imgs", tmp_path / "masks"
+    imgs.mkdir()
+    masks.mkdir()
+    for i, f in enumerate(sorted((parts / "train" / "good").glob("*.png"))[:8]):
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(imgs / f"p{i}.png"), img)
+        cv2.imwrite(str(masks / f"p{i}_mask.png"), np.where(img > 100, 255, 0).astype(np.uint8))
+    unet = tmp_path / "unet"
+    r = run("segment", "fit", imgs, masks, "--out", unet, "--size", 32, "--epochs", 2)
+    assert r.returncode == 0, r.stderr
+    assert (unet / "weights.safetensors").is_file()
+    r = run("segment", "evaluate", imgs, masks, "--method", "otsu", "--out", tmp_path / "o.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o.json").read_text())["iou"] > 0.9
+    r = run("segment", "evaluate", imgs, masks, "--method", "unet", "--segmenter", unet)
+    assert r.returncode == 0, r.stderr and "roc_auc" in r.stdout
+    r = run("fit", parts, "--out", tmp_path / "m", "--model", "cae", "--image-size", 32,
+            "--epochs", 1, "--segment", "unet", "--segmenter", unet)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert_one_line_error(run("segment", "evaluate", imgs, tmp_path / "none"), "does not exist")
+    assert_one_line_error(run("segment", "evaluate", imgs, masks, "--method", "unet"), "segmenter")
