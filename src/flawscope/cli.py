@@ -240,6 +240,18 @@ def fit(
         int | None,
         typer.Option(help="Early-stopping patience (epochs)." + _d("training", "patience")),
     ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Augment training images of trainable detectors: rotation, shift, "
+            "brightness/contrast (thesis)." + _d("training", "augment"),
+        ),
+    ] = None,
+    aug_flip: Annotated[
+        bool | None,
+        typer.Option("--aug-flip/--no-aug-flip", help="Also flip (with --augment)."),
+    ] = None,
     holdout: Annotated[
         float | None,
         typer.Option(
@@ -317,6 +329,8 @@ def fit(
                 "learning_rate": learning_rate,
                 "patience": patience,
                 "holdout_fraction": holdout,
+                "augment": augment,
+                "aug_flip": aug_flip,
                 "seed": seed,
                 "accelerator": accelerator,
                 "devices": int(devices) if devices and devices.isdigit() else devices,

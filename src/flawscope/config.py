@@ -43,7 +43,13 @@ class ModelConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    """Training loop settings (Lightning): epochs, batch, optimiser, early stopping, hold-out."""
+    """Training loop settings (Lightning): epochs, batch, optimiser, early stopping, hold-out.
+
+    ``augment`` turns on label-preserving augmentation of the training images of the trainable
+    detectors (:mod:`flawscope.training.augment`): rotation up to ``aug_rotate`` degrees, shift
+    up to ``aug_translate`` of the side, brightness / contrast changes up to ``aug_brightness``
+    / ``aug_contrast``, and flips with ``aug_flip``. The hold-out is never augmented.
+    """
 
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -57,6 +63,12 @@ class TrainingConfig(_Strict):
     accelerator: str = "auto"
     devices: int | str = "auto"
     progress: bool = True
+    augment: bool = Field(False, description="augment training images (thesis 3.5.1, 5.5)")
+    aug_rotate: float = Field(5.0, ge=0, le=180, description="max rotation, degrees")
+    aug_translate: float = Field(0.05, ge=0, lt=1, description="max shift, fraction of the side")
+    aug_brightness: float = Field(0.1, ge=0, le=1)
+    aug_contrast: float = Field(0.1, ge=0, le=1)
+    aug_flip: bool = False
 
 
 class ScoringConfig(_Strict):

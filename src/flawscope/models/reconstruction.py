@@ -72,7 +72,8 @@ class ReconstructionDetector:
         module = ReconstructionModule(
             self.network, t.learning_rate, t.weight_decay, t.lr_patience, t.lr_factor
         )
-        self.history = fit_network(module, train, train if val is None else val, t)
+        held = train if val is None else val
+        self.history = fit_network(module, train, held, t, augment=t.augment)
         self.network = module.network.eval()
         return self
 

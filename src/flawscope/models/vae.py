@@ -231,7 +231,8 @@ class VAEDetector(ReconstructionDetector):
             t.lr_patience,
             t.lr_factor,
         )
-        self.history = fit_network(module, train, train if val is None else val, t)
+        held = train if val is None else val
+        self.history = fit_network(module, train, held, t, augment=t.augment)
         self.network = module.network.eval()
         return self
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from flawscope.config import TrainingConfig
+from flawscope.training.augment import AugmentedImages, Augmenter, EpochCounter
 
 for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -36,6 +37,7 @@ def fit_network(
     train: torch.Tensor,
     val: torch.Tensor,
     cfg: TrainingConfig,
+    augment: bool = False,
 ) -> dict[str, list[float]]:
     """Train ``module`` on ``train`` images, early-stopping on ``val``; keep the best weights.
 
@@ -43,7 +45,9 @@ def fit_network(
         module: a LightningModule whose steps take ``(x,)`` batches and log ``val_loss``.
         train, val: ``(N, C, H, W)`` float32 tensors in ``[0, 1]``; N >= 1 each.
         cfg: epochs, batch size, patience, seed, ``accelerator``/``devices`` (passed to Lightning,
-            so a GPU or several are used where present).
+            so a GPU or several are used where present), augmentation settings.
+        augment: augment the training images (``train`` must then be images: the caller
+            decides, e.g. from ``cfg.augment``); ``val`` is never augmented.
 
     Returns:
         Loss history ``{"train_loss": [...], "val_loss": [...]}``, one value per epoch.
@@ -51,9 +55,12 @@ def fit_network(
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(
-        TensorDataset(train), batch_size=cfg.batch_size, shuffle=True, generator=generator
-    )
+    extra: list[Callback] = []
+    train_set: Dataset = TensorDataset(train)
+    if augment:
+        train_set = AugmentedImages(train, Augmenter(cfg), cfg.seed)
+        extra.append(EpochCounter(train_set))
+    train_dl = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     val_dl = DataLoader(TensorDataset(val), batch_size=cfg.batch_size)
     history = LossHistory()
     with tempfile.TemporaryDirectory(prefix="flawscope-ckpt-") as tmp:
@@ -68,6 +75,7 @@ def fit_network(
                 EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience),
                 best,
                 history,
+                *extra,
             ],
             logger=False,
             enable_progress_bar=cfg.progress,
