@@ -142,7 +142,7 @@ def test_load_images_applies_preprocess_to_the_model_input_only(tmp_path: Path) 
     plain = load_images([Sample(path)], 32, 1, 16, keep_originals=True)
     assert plain.foreground is None
 
-    def double_and_mask(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def double_and_mask(im: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
         fg = np.zeros(im.shape[:2], bool)
         fg[:, :20] = True  # left half is the part
         return np.clip(im * 2, 0, 1), fg

@@ -164,3 +164,31 @@ def test_cli_segment_fit_evaluate_and_use_in_fit(parts: Path, tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     assert_one_line_error(run("segment", "evaluate", imgs, tmp_path / "none"), "does not exist")
     assert_one_line_error(run("segment", "evaluate", imgs, masks, "--method", "unet"), "segmenter")
+
+
+def test_mean_mask_per_view(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    root = tmp_path / "views"
+    (root / "train" / "good").mkdir(parents=True)
+    for i in range(6):
+        for view, cx in (("v1", 14), ("v2", 34)):
+            img = np.clip(rng.normal(30, 6, (48, 48)), 0, 255)
+            cv2.circle(img, (cx + int(rng.integers(-1, 2)), 24), 10, 180, -1)
+            cv2.imwrite(str(root / "train" / "good" / f"p{i}_{view}.png"), img.astype(np.uint8))
+    cfg = tiny_config(epochs=1)
+    cfg.preprocess = PreprocessConfig(segment="otsu", mean_mask=True, view_pattern=r"_(v\d)")
+    insp = Inspector.fit(root, cfg)
+    masks = insp.preprocessor.view_masks
+    assert set(masks) == {"v1", "v2"}
+    assert masks["v1"][24, 14] and not masks["v1"][24, 34] and masks["v2"][24, 34]
+    probe = tmp_path / "probe_v1.png"
+    cv2.imwrite(str(probe), np.full((48, 48), 30, np.uint8))  # no part visible at all
+    from flawscope.data.dataset import Sample
+
+    fg = insp.read([Sample(probe)]).foreground[0]  # the view's mask, not the image's own
+    assert fg.mean() > 0.05 and fg[12, 7]
+    insp.save(tmp_path / "m")
+    again = Inspector.load_dir(tmp_path / "m")
+    assert np.array_equal(again.preprocessor.view_masks["v2"], masks["v2"])
+    with pytest.raises(ConfigError, match="view_pattern"):
+        build(InspectorConfig, {"preprocess": {"segment": "otsu", "mean_mask": True}})

@@ -185,6 +185,21 @@ def fit(
         Path | None,
         typer.Option(help="U-Net folder written by `flawscope segment fit` (for --segment unet)."),
     ] = None,
+    view_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression whose first group in a file name is the camera view, "
+            'e.g. "_(view\\d+)" (for --mean-mask).'
+        ),
+    ] = None,
+    mean_mask: Annotated[
+        bool | None,
+        typer.Option(
+            "--mean-mask/--own-mask",
+            help="Use each view's mean training mask instead of segmenting every image (thesis "
+            "5.1.1)." + _d("preprocess", "mean_mask"),
+        ),
+    ] = None,
     clahe: Annotated[
         bool | None,
         typer.Option(
@@ -307,6 +322,8 @@ def fit(
                 "segment": segment,
                 "foreground": foreground,
                 "segmenter": str(segmenter.resolve()) if segmenter else None,
+                "view_pattern": view_pattern,
+                "mean_mask": mean_mask,
                 "clahe": clahe,
                 "clahe_clip": clahe_clip,
                 "clahe_grid": clahe_grid,

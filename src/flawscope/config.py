@@ -6,6 +6,7 @@ and at inspect time.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,6 +104,10 @@ class PreprocessConfig(_Strict):
     and pixels outside the mask never raise the anomaly score.
     ``clahe``: contrast-limited adaptive histogram equalisation inside the mask (clip limit
     ``clahe_clip``, ``clahe_grid`` x ``clahe_grid`` tiles; thesis: 9 and 9x9).
+    ``mean_mask``: the thesis' "mean mask per view" (Sec. 5.1.1): each camera view gets the
+    average foreground mask of its training images, used instead of segmenting every image;
+    the view of an image is the first group (or the whole match) of the regular expression
+    ``view_pattern`` searched in its file name (e.g. ``"_(view\\d+)"``).
     ``tile``: overlap-tile for high-resolution images (None = off): every image is resized to
     ``tile_target`` = (H, W) pixels, multiples of ``tile`` (thesis: 1024 x 1536), cut into
     ``tile`` x ``tile`` tiles with ``tile_context`` px of mirrored context on every side (the
@@ -116,6 +121,8 @@ class PreprocessConfig(_Strict):
     clahe: bool = False
     clahe_clip: float = Field(9.0, gt=0)
     clahe_grid: int = Field(9, ge=1)
+    view_pattern: str | None = None
+    mean_mask: bool = False
     tile: int | None = Field(None, ge=8)
     tile_context: int = Field(32, ge=0)
     tile_target: tuple[int, int] | None = None
@@ -126,6 +133,13 @@ class PreprocessConfig(_Strict):
             raise ValueError(
                 "segment 'unet' needs segmenter = the folder written by `flawscope segment fit`"
             )
+        if self.mean_mask and (self.segment == "none" or not self.view_pattern):
+            raise ValueError("mean_mask needs a segment method and a view_pattern")
+        if self.view_pattern is not None:
+            try:
+                re.compile(self.view_pattern)
+            except re.error as exc:
+                raise ValueError(f"view_pattern is not a regular expression ({exc})") from exc
         if self.tile is not None:
             if self.tile_context >= self.tile:
                 raise ValueError(f"tile_context must be below the tile side {self.tile}")

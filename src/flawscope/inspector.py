@@ -8,6 +8,7 @@ Model directory layout::
 
     config.yaml           InspectorConfig (model, training, scoring, threshold settings)
     weights.safetensors   detector weights
+    view_masks.safetensors  mean foreground mask per camera view (only with preprocess.mean_mask)
     inspector.json        format version, flawscope version, threshold, hold-out score statistics,
                           loss history, fit statistics (time, peak memory), model id
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig
@@ -36,7 +39,8 @@ from flawscope.data.dataset import (
     split_holdout,
     training_samples,
 )
-from flawscope.errors import ConfigError, DataError, ModelDirError
+from flawscope.data.io import read_image
+from flawscope.errors import ConfigError, DataError, FlawscopeError, ModelDirError
 from flawscope.models.base import Prediction, create
 from flawscope.models.tiled import TiledDetector
 from flawscope.preprocess.pipeline import Preprocessor
@@ -49,6 +53,7 @@ log = logging.getLogger("flawscope")
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "inspector.json"
+VIEW_MASKS_FILE = "view_masks.safetensors"
 
 
 @dataclass
@@ -130,6 +135,9 @@ class Inspector:
             insp = cls(config)
         m, t = config.model, config.training
         train_files, hold_files = split_holdout(samples, t.holdout_fraction, t.seed)
+        if config.preprocess.mean_mask:
+            views = insp.preprocessor.fit_view_masks(_readable(train_files))
+            log.info("mean masks of %d views (%s images)", len(views), sum(views.values()))
         train, held = insp.read(train_files).images, insp.read(hold_files)
         hold = held.images
         if len(train) == 0 or len(hold) == 0:
@@ -291,6 +299,9 @@ class Inspector:
         d.mkdir(parents=True, exist_ok=True)
         self.config.to_yaml(d / CONFIG_FILE)
         self.detector.save(d)
+        if self.preprocessor.view_masks:
+            masks = {k: v.astype(np.uint8) for k, v in self.preprocessor.view_masks.items()}
+            save_file(masks, str(d / VIEW_MASKS_FILE))
         self.model_id = _model_id(d)
         self.save_state(d)
         return d
@@ -350,6 +361,14 @@ class Inspector:
             )
         insp = cls(InspectorConfig.from_yaml(d / CONFIG_FILE))
         insp.detector.load(d)
+        if (d / VIEW_MASKS_FILE).is_file():
+            try:
+                masks = load_file(str(d / VIEW_MASKS_FILE))
+            except (OSError, SafetensorError) as exc:
+                raise ModelDirError(
+                    f"{d / VIEW_MASKS_FILE} is damaged ({exc})", "re-run `flawscope fit`"
+                ) from exc
+            insp.preprocessor.view_masks = {k: v.astype(bool) for k, v in masks.items()}
         insp.threshold = float(state["threshold"])
         insp.holdout_scores = np.asarray(state.get("holdout_scores", []), dtype=np.float32)
         insp.history = state.get("history", {})
@@ -358,6 +377,15 @@ class Inspector:
         insp.model_id = state.get("model_id", "")
         insp.created = state.get("created", "")
         return insp
+
+
+def _readable(samples: Sequence[Sample]) -> Iterator[tuple[Path, np.ndarray]]:
+    """``(path, image)`` of every sample that can be read (the others are warned about later)."""
+    for s in samples:
+        try:
+            yield s.path, read_image(s.path)
+        except FlawscopeError:
+            continue
 
 
 def _model_id(directory: Path) -> str:

@@ -190,9 +190,9 @@ def detect_channels(samples: Sequence[Sample], probe: int = 8) -> int:
     return 1
 
 
-#: per-image preprocessing: ``(H, W[, 3])`` float32 image as read -> (corrected image of the
-#: same shape, ``(H, W)`` bool foreground mask or None)
-Preprocess = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+#: per-image preprocessing: (``(H, W[, 3])`` float32 image as read, its file) -> (corrected
+#: image of the same shape, ``(H, W)`` bool foreground mask or None)
+Preprocess = Callable[[np.ndarray, Path], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 @dataclass
@@ -284,7 +284,7 @@ def load_images(
             continue
         fg = None
         if preprocess is not None:
-            img_in, fg = preprocess(img)
+            img_in, fg = preprocess(img, s.path)
         else:
             img_in = img
         out[len(kept)], box = to_model_input(img_in, size, channels, keep_aspect)

@@ -8,12 +8,18 @@ the part never raise the anomaly score (:meth:`flawscope.inspector.Inspector.pre
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from flawscope.config import PreprocessConfig
 from flawscope.preprocess.enhance import EXPOSURE_MODES
+
+log = logging.getLogger("flawscope")
 
 
 class Preprocessor:
@@ -30,6 +36,8 @@ class Preprocessor:
     def __init__(self, config: PreprocessConfig, exposure: str = "none") -> None:
         self.config = config
         self.exposure = EXPOSURE_MODES[exposure]
+        #: view key -> mean foreground mask (``mean_mask``; filled by :meth:`fit_view_masks`)
+        self.view_masks: dict[str, np.ndarray] = {}
         self.unet = None
         if config.segment == "unet":
             from flawscope.segmentation.segmenter import UNetSegmenter
@@ -53,18 +61,61 @@ class Preprocessor:
 
         return segment(image, c.segment, c.foreground)
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def view(self, path: Path | None) -> str | None:
+        """The view key of an image file (``view_pattern`` in its name), or None."""
+        pattern = self.config.view_pattern
+        if pattern is None or path is None:
+            return None
+        found = re.search(pattern, Path(path).name)
+        if found is None:
+            return None
+        return found.group(1) if found.groups() else found.group(0)
+
+    def fit_view_masks(self, images: Iterable[tuple[Path, np.ndarray]]) -> dict[str, int]:
+        """Build the mean mask of every view from good training images (thesis Sec. 5.1.1).
+
+        Args:
+            images: ``(path, image as read)`` pairs; images whose name matches no view are
+                left out.
+
+        Returns:
+            ``{view: number of images}`` that went into each mean mask.
+        """
+        from flawscope.preprocess.segmentation import mean_mask
+
+        masks: dict[str, list[np.ndarray]] = {}
+        for path, image in images:
+            key = self.view(path)
+            if key is not None:
+                masks.setdefault(key, []).append(self.mask(image))
+        self.view_masks = {k: mean_mask(v, v[0].shape) for k, v in masks.items()}
+        return {k: len(v) for k, v in masks.items()}
+
+    def _foreground(self, image: np.ndarray, path: Path | None) -> np.ndarray | None:
+        if self.config.mean_mask:
+            key = self.view(path)
+            if key in self.view_masks:
+                m = self.view_masks[key].astype(np.uint8)
+                h, w = image.shape[:2]
+                return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+            log.warning("no mean mask for view %r of %s; segmenting the image itself", key, path)
+        return self.mask(image)
+
+    def __call__(
+        self, image: np.ndarray, path: Path | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Preprocess one image.
 
         Args:
             image: ``(H, W)`` or ``(H, W, 3)`` float32 in ``[0, 1]``, as read.
+            path: its file (for the view key of ``mean_mask``).
 
         Returns:
             The corrected image (same shape, float32 in ``[0, 1]``, background 0 when
             segmenting) and the ``(H, W)`` bool foreground mask (None without segmentation).
         """
         c = self.config
-        fg = self.mask(image)
+        fg = self._foreground(image, path)
         out = self.exposure(image) if self.exposure is not None else image
         if fg is not None:
             from flawscope.preprocess.segmentation import apply_mask
