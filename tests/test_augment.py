@@ -9,7 +9,7 @@ import torch
 
 from flawscope.config import TrainingConfig
 from flawscope.inspector import Inspector
-from flawscope.training.augment import AugmentedImages, Augmenter
+from flawscope.preprocess.augment import AugmentedImages, Augmenter
 from tests.conftest import tiny_config
 
 

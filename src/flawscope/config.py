@@ -47,7 +47,7 @@ class TrainingConfig(_Strict):
     """Training loop settings (Lightning): epochs, batch, optimiser, early stopping, hold-out.
 
     ``augment`` turns on label-preserving augmentation of the training images of the trainable
-    detectors (:mod:`flawscope.training.augment`): rotation up to ``aug_rotate`` degrees, shift
+    detectors (:mod:`flawscope.preprocess.augment`): rotation up to ``aug_rotate`` degrees, shift
     up to ``aug_translate`` of the side, brightness / contrast changes up to ``aug_brightness``
     / ``aug_contrast``, and flips with ``aug_flip``. The hold-out is never augmented.
     """

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from flawscope.config import TrainingConfig
-from flawscope.training.augment import AugmentedImages, Augmenter, EpochCounter
+from flawscope.preprocess.augment import AugmentedImages, Augmenter, EpochCounter
 
 for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
