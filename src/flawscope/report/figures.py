@@ -51,8 +51,20 @@ def to_rgb_float(image: np.ndarray) -> np.ndarray:
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """Return ``image`` (see :func:`to_rgb_float`) as ``(H, W, 3)`` uint8 RGB."""
-    return np.round(to_rgb_float(image) * 255.0).astype(np.uint8)
+    """Return ``image`` (see :func:`to_rgb_float`) as ``(H, W, 3)`` uint8 RGB.
+
+    Grey images are converted in 8 bits before they are expanded to 3 channels (no float
+    ``(H, W, 3)`` copy).
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        if arr.dtype != np.uint8:
+            arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+            arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    return np.round(to_rgb_float(arr) * 255.0).astype(np.uint8)
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
@@ -82,9 +94,13 @@ def overlay(
         alpha: weight of the heat map, in ``[0, 1]``; 0 returns the image, 1 the heat map alone.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB: ``(1 - alpha) * image + alpha * heat``.
+        ``(H, W, 3)`` uint8 RGB: ``(1 - alpha) * image + alpha * heat`` (rounded).
+
+    Works in 8 bits per channel (OpenCV ``addWeighted``), so a full-resolution overlay of a
+    large photograph needs about three ``(H, W, 3)`` uint8 arrays and one ``(H, W)`` float32
+    map, not float copies of the image.
     """
-    rgb = to_rgb_float(image)
+    rgb = to_uint8_rgb(image)
     amap = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float32), nan=0.0, posinf=0.0)
     if amap.ndim == 3 and amap.shape[2] == 1:
         amap = amap[:, :, 0]
@@ -94,10 +110,10 @@ def overlay(
         amap = cv2.resize(amap, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     if not np.isfinite(vmax) or vmax <= 0:
         vmax = float(amap.max()) if amap.max() > 0 else 1.0
-    heat = heat_colours(amap / vmax).astype(np.float32) / 255.0
+    heat = heat_colours(amap / vmax)
+    del amap
     alpha = float(np.clip(alpha, 0.0, 1.0))
-    blended = (1.0 - alpha) * rgb + alpha * heat
-    return np.round(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
 
 
 def mask_to_rgb(mask: np.ndarray) -> np.ndarray:
