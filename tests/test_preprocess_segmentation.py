@@ -11,7 +11,7 @@ from scipy import ndimage
 from flawscope.errors import ConfigError, DataError
 from flawscope.preprocess.clahe import masked_clahe
 from flawscope.preprocess.mask_metrics import mask_metrics
-from flawscope.preprocess.segmentation import (
+from flawscope.preprocess.segment import (
     METHODS,
     apply_mask,
     clean_mask,

@@ -74,7 +74,7 @@ def test_defect_mask_inside_foreground_and_confined(defect: str, seed: int) -> N
 def test_foreground_is_a_plausible_part() -> None:
     for seed in range(4):
         image, fg, _ = _render(seed, None, (64, 96))
-        assert 0.15 < fg.mean() < 0.6  # a brick of about a third of the image
+        assert 0.15 < fg.mean() < 0.6  # a brick of about a quarter of the image
         assert not fg[0].any() and not fg[-1].any()  # it does not touch the border
         assert image[fg].mean() > image[~fg].mean() + 0.1  # grey part, darker background
 
@@ -114,7 +114,7 @@ def test_dataset_layout_and_contents(tmp_path: Path) -> None:
     for split, cls, n in (("train", "good", 3), ("test", "good", 2)):
         masks = sorted((root / FOREGROUND_DIR / split / cls).iterdir())
         assert [p.name for p in masks] == [f"{i:03d}.png" for i in range(n)]
-    # the written image is the render, rounded to 8 bits
+    # an image does not depend on how many others are written
     first = write_parts_dataset(tmp_path / "again", 1, 0, 0, SIZE, 4)
     a = (root / "train" / "good" / "000.png").read_bytes()
     assert a == (first / "train" / "good" / "000.png").read_bytes()
@@ -134,7 +134,7 @@ def test_dataset_is_byte_identical_and_independent_of_counts(tmp_path: Path) -> 
 
 def test_dataset_reads_as_mvtec_and_pairs_for_the_unet(tmp_path: Path) -> None:
     from flawscope.data.dataset import labelled_samples, training_samples
-    from flawscope.segmentation.segmenter import pair_files
+    from flawscope.preprocess.unet_segmenter import pair_files
 
     root = write_parts_dataset(tmp_path, 2, 1, 1, SIZE, 0)
     assert len(training_samples(root)) == 2

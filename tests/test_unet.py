@@ -15,8 +15,13 @@ import torch
 
 from flawscope.config import TrainingConfig
 from flawscope.errors import ConfigError, DataError, ModelDirError
-from flawscope.segmentation import FILTERS, UNet, UNetSegmenter
-from flawscope.segmentation.segmenter import STATE_FILE, SegmentationModule, pair_files
+from flawscope.models.unet import FILTERS, UNet
+from flawscope.preprocess.unet_segmenter import (
+    STATE_FILE,
+    SegmentationModule,
+    UNetSegmenter,
+    pair_files,
+)
 
 TINY = (4, 8, 16, 32, 64)
 SIZE = 32

@@ -561,7 +561,7 @@ def segment_fit(
 ) -> None:
     """Train the thesis' U-Net (Appendix A.1) to separate the part from the background."""
     from flawscope.config import TrainingConfig
-    from flawscope.segmentation import UNetSegmenter
+    from flawscope.preprocess.unet_segmenter import UNetSegmenter
 
     training = build(
         TrainingConfig,
@@ -600,13 +600,13 @@ def segment_evaluate(
 
     from flawscope.data.io import read_image, read_mask
     from flawscope.preprocess.mask_metrics import mask_metrics
-    from flawscope.preprocess.segmentation import segment
-    from flawscope.segmentation.segmenter import pair_files
+    from flawscope.preprocess.segment import segment
+    from flawscope.preprocess.unet_segmenter import pair_files
 
     if method == "unet":
         if segmenter is None:
             raise ConfigError("--method unet needs --segmenter", "pass the folder of a U-Net")
-        from flawscope.segmentation import UNetSegmenter
+        from flawscope.preprocess.unet_segmenter import UNetSegmenter
 
         unet = UNetSegmenter.load(segmenter)
         predict = unet.predict_proba

@@ -40,7 +40,7 @@ class Preprocessor:
         self.view_masks: dict[str, np.ndarray] = {}
         self.unet = None
         if config.segment == "unet":
-            from flawscope.segmentation.segmenter import UNetSegmenter
+            from flawscope.preprocess.unet_segmenter import UNetSegmenter
 
             self.unet = UNetSegmenter.load(Path(str(config.segmenter)))
 
@@ -57,7 +57,7 @@ class Preprocessor:
             return None
         if self.unet is not None:
             return self.unet.predict_mask(image)
-        from flawscope.preprocess.segmentation import segment
+        from flawscope.preprocess.segment import segment
 
         return segment(image, c.segment, c.foreground)
 
@@ -81,7 +81,7 @@ class Preprocessor:
         Returns:
             ``{view: number of images}`` that went into each mean mask.
         """
-        from flawscope.preprocess.segmentation import mean_mask
+        from flawscope.preprocess.segment import mean_mask
 
         masks: dict[str, list[np.ndarray]] = {}
         for path, image in images:
@@ -118,7 +118,7 @@ class Preprocessor:
         fg = self._foreground(image, path)
         out = self.exposure(image) if self.exposure is not None else image
         if fg is not None:
-            from flawscope.preprocess.segmentation import apply_mask
+            from flawscope.preprocess.segment import apply_mask
 
             out = apply_mask(out, fg)
         if c.clahe:

@@ -22,7 +22,7 @@ shadow), a fine polymer surface texture and a gentle gradient across the top fac
 placed by hand. Lighting, blur (Gaussian, ~0.6 px) and sensor noise (Gaussian, std 0.01-0.025)
 vary per image.
 
-Defects (:data:`DEFECT_TYPES`), always on the part's top face, each covering roughly 0.1-1.5 %
+Defects (:data:`DEFECT_TYPES`), always on the part's top face, each covering roughly 0.05-1.2 %
 of the image:
 
 * ``scratch``: a thin, slightly curved line, gouged (dark) or scraped (bright);
@@ -603,7 +603,7 @@ def write_parts_dataset(
     ``foreground`` folder is not read by them). For the U-Net segmenter, pair
     ``root/train/good`` with ``root/foreground/train/good`` (or ``root/test`` with
     ``root/foreground/test``): masks have the image's relative path and stem
-    (:func:`flawscope.segmentation.segmenter.pair_files`).
+    (:func:`flawscope.preprocess.unet_segmenter.pair_files`).
 
     Images are 8-bit grey PNGs of ``size`` = (H, W) pixels; masks are uint8 0/255 of the same
     size. File numbers have at least 3 digits. Each image has its own child seed derived from

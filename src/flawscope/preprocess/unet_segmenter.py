@@ -5,7 +5,7 @@ Source: seed 003 (master's thesis, LEGO polymer surfaces): section 3.6.3 "U-Net 
 validation loss, the best model kept), section 3.7 "Using the U-Net model" (listings 3.6 / 3.7:
 resize to the model size, predict, ``> 0.5``, closing with a 5x5 cross for 3 iterations, resize
 back to the original size), section 5.1 and Appendix A, Listing A.1 (the network,
-:mod:`flawscope.segmentation.unet`). Architecture: Ronneberger et al., MICCAI 2015.
+:mod:`flawscope.models.unet`). Architecture: Ronneberger et al., MICCAI 2015.
 
 A model directory holds:
 
@@ -39,10 +39,10 @@ from flawscope.config import TrainingConfig
 from flawscope.data.dataset import list_images, split_holdout
 from flawscope.data.io import read_image, read_mask
 from flawscope.errors import ConfigError, DataError, FlawscopeError, ModelDirError
+from flawscope.models.unet import FILTERS, SIZE_MULTIPLE, UNet, check_filters
 from flawscope.models.weights import read_tensors, save_tensors
 from flawscope.preprocess.enhance import to_model_input
-from flawscope.preprocess.segmentation import clean_mask
-from flawscope.segmentation.unet import FILTERS, SIZE_MULTIPLE, UNet, check_filters
+from flawscope.preprocess.segment import clean_mask
 from flawscope.training import fit_network
 
 log = logging.getLogger("flawscope")
@@ -451,7 +451,7 @@ class UNetSegmenter:
         """Foreground mask of an image (thesis section 3.7, listing 3.7).
 
         At the model size: probability ``> 0.5``, closing with a 5x5 cross for 3 iterations and
-        hole filling (:func:`flawscope.preprocess.segmentation.clean_mask`); then resized back to
+        hole filling (:func:`flawscope.preprocess.segment.clean_mask`); then resized back to
         the image size with nearest-neighbour interpolation. (The listing resizes the 0/255 mask
         bilinearly and re-thresholds at 220, which is nearly the same boundary.)
 
