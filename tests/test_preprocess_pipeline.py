@@ -44,10 +44,14 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_preprocessor_masks_background_and_equalises_inside() -> None:
     img = _part(np.random.default_rng(1)).astype(np.float32) / 255
-    out, fg = Preprocessor(PreprocessConfig(segment="otsu", clahe=True))(img)
+    out, fg = Preprocessor(PreprocessConfig(segment="otsu", clahe=True, background="black"))(img)
     assert fg is not None and fg.dtype == bool and 0.2 < fg.mean() < 0.6
     assert out.shape == img.shape and np.all(out[~fg] == 0)
     assert out[fg].std() > img[fg].std()  # CLAHE stretched the part's contrast
+    filled, fg2 = Preprocessor(PreprocessConfig(segment="otsu", clahe=True))(img)  # "mean"
+    np.testing.assert_array_equal(fg2, fg)
+    np.testing.assert_array_equal(filled[fg], out[fg])  # the part is untouched
+    assert np.allclose(filled[~fg], out[fg].mean(), atol=1e-5)  # background = part's mean
     plain = Preprocessor(PreprocessConfig())
     assert not plain.active
     same, none = plain(img)

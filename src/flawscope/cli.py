@@ -185,6 +185,13 @@ def fit(
         Path | None,
         typer.Option(help="U-Net folder written by `flawscope segment fit` (for --segment unet)."),
     ] = None,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            help="What the detector sees outside the part: mean (the part's mean intensity) or "
+            "black (the thesis)." + _d("preprocess", "background")
+        ),
+    ] = None,
     view_pattern: Annotated[
         str | None,
         typer.Option(
@@ -322,6 +329,7 @@ def fit(
                 "segment": segment,
                 "foreground": foreground,
                 "segmenter": str(segmenter.resolve()) if segmenter else None,
+                "background": background,
                 "view_pattern": view_pattern,
                 "mean_mask": mean_mask,
                 "clahe": clahe,

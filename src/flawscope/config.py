@@ -100,8 +100,10 @@ class PreprocessConfig(_Strict):
     ``segment``: background segmentation, ``"none"``, a classical method (``"otsu"``,
     ``"kmeans"``, ``"watershed"``; no training) or ``"unet"`` (the U-Net in the folder
     ``segmenter``, written by ``flawscope segment fit``); ``foreground``: whether the part is
-    brighter or darker than the background (classical methods). The background is set to 0
-    and pixels outside the mask never raise the anomaly score.
+    brighter or darker than the background (classical methods). Pixels outside the mask never
+    raise the anomaly score; ``background`` is what the detector sees there: ``"mean"`` (the
+    part's mean intensity, default) or ``"black"`` (the thesis; it made the autoencoders
+    collapse to an all-zero reconstruction in our ablation).
     ``clahe``: contrast-limited adaptive histogram equalisation inside the mask (clip limit
     ``clahe_clip``, ``clahe_grid`` x ``clahe_grid`` tiles; thesis: 9 and 9x9).
     ``mean_mask``: the thesis' "mean mask per view" (Sec. 5.1.1): each camera view gets the
@@ -118,6 +120,7 @@ class PreprocessConfig(_Strict):
     segment: Literal["none", "otsu", "kmeans", "watershed", "unet"] = "none"
     foreground: Literal["bright", "dark"] = "bright"
     segmenter: str | None = None
+    background: Literal["mean", "black"] = "mean"
     clahe: bool = False
     clahe_clip: float = Field(9.0, gt=0)
     clahe_grid: int = Field(9, ge=1)

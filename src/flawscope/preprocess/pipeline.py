@@ -1,7 +1,9 @@
 """The per-image preprocessing pipeline of an inspector (seed 003, ch. 3.4-3.8).
 
 Order, the same at fit and at inspect: background segmentation on the image as read (a
-foreground mask), exposure correction, background set to 0, CLAHE inside the mask. The
+foreground mask), exposure correction, background set to 0, CLAHE inside the mask, then the
+background filled with the part's mean intensity (``preprocess.background = "mean"``, the
+default) or left black (``"black"``, the thesis). The
 detector then sees the corrected image; the mask also travels with it so that pixels outside
 the part never raise the anomaly score (:meth:`flawscope.inspector.Inspector.predict`).
 """
@@ -111,8 +113,9 @@ class Preprocessor:
             path: its file (for the view key of ``mean_mask``).
 
         Returns:
-            The corrected image (same shape, float32 in ``[0, 1]``, background 0 when
-            segmenting) and the ``(H, W)`` bool foreground mask (None without segmentation).
+            The corrected image (same shape, float32 in ``[0, 1]``; when segmenting, the
+            background is 0 or the part's mean, see ``preprocess.background``) and the
+            ``(H, W)`` bool foreground mask (None without segmentation).
         """
         c = self.config
         fg = self._foreground(image, path)
@@ -125,4 +128,25 @@ class Preprocessor:
             from flawscope.preprocess.clahe import masked_clahe
 
             out = masked_clahe(out, fg, c.clahe_clip, c.clahe_grid)
+        if fg is not None and c.background == "mean" and fg.any():
+            out = fill_background(out, fg)
         return out.astype(np.float32, copy=False), fg
+
+
+def fill_background(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Set the background (``~mask``) to the mean of the foreground, per channel.
+
+    A uniform, neutral background keeps the clutter out like the thesis' black one, but does not
+    make most pixels exactly 0: on black backgrounds the autoencoders collapsed to an all-zero
+    reconstruction (benchmarks/README.md, "Ablation").
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` float32; mask: ``(H, W)`` bool, at least one True.
+
+    Returns:
+        A copy of ``image`` with the background filled.
+    """
+    out = np.array(image, dtype=np.float32, copy=True)
+    fill = out[mask].mean(axis=0)
+    out[~mask] = fill
+    return out
