@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -183,27 +181,10 @@ def format_table(rows: list[dict[str, Any]], latents: list[int]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, core count, torch threads and versions."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the protocol for the chosen digits and latent sizes; print and write the results."""
+    from real_data import machine  # benchmarks/ is on sys.path when this runs as a script
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--digits", type=int, nargs="+", default=list(range(10)))

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -39,31 +37,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from real_data import machine  # benchmarks/ is on sys.path when a script here runs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "segmentation_parts.json"
 METHODS = ("unet", "otsu", "kmeans", "watershed")
 COLUMNS = ("precision", "recall", "f1", "iou", "mean_iou", "min_iou", "roc_auc")
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count, torch threads."""
-    import torch
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

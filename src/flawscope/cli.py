@@ -34,6 +34,13 @@ log = logging.getLogger("flawscope")
 _DEFAULTS = InspectorConfig().model_dump()
 
 
+def _tiled_input(tile: int | None, context: int | None) -> int | None:
+    """Model input side for ``--tile`` without ``--image-size``: tile + 2 x context (px)."""
+    if tile is None:
+        return None
+    return tile + 2 * (_DEFAULTS["preprocess"]["tile_context"] if context is None else context)
+
+
 def _d(section: str, key: str) -> str:
     """`` (default: X)`` for a help text, X read from the config defaults."""
     return f" (default: {_DEFAULTS[section][key]})"
@@ -341,8 +348,7 @@ def fit(
             },
             "model": {
                 "name": model,
-                "image_size": image_size
-                or (tile + 2 * (32 if tile_context is None else tile_context) if tile else None),
+                "image_size": image_size or _tiled_input(tile, tile_context),
                 "channels": int(channels) if channels and channels.isdigit() else channels,
                 "keep_aspect": keep_aspect,
                 "exposure": exposure,

@@ -40,6 +40,7 @@ class TiledDetector:
         self.name = inner.name
         self.tile, self.context, self.batch = tile, context, batch
         self.scoring = scoring
+        self._tiles: int | None = None  # training tiles, set by fit
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -50,7 +51,7 @@ class TiledDetector:
     def fit_stats(self) -> dict[str, Any] | None:
         """The inner detector's fit statistics, with the number of training tiles."""
         stats = getattr(self.inner, "fit_stats", None)
-        return {**(stats or {}), "tiles": getattr(self, "_tiles", None)}
+        return {**(stats or {}), "tiles": self._tiles}
 
     def tiles(self, images: torch.Tensor) -> torch.Tensor:
         """Every tile of ``(N, C, H', W')`` images as ``(N * T, C, S, S)`` float32 tensors."""

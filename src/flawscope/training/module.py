@@ -33,9 +33,13 @@ class ReconstructionModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch ``x`` (here the MSE of the reconstruction)."""
+        return self.loss_fn(self.network(x), x)
+
     def _step(self, batch: tuple[torch.Tensor, ...], name: str) -> torch.Tensor:
         (x,) = batch
-        loss = self.loss_fn(self.network(x), x)
+        loss = self.loss(x)
         self.log(name, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 from typing import Literal, Protocol
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from flawscope.training.module import ReconstructionModule
 
 Likelihood = Literal["gaussian", "bernoulli"]
 
@@ -198,7 +199,7 @@ def negative_elbo_loss(
     return -elbo(log_px_z[None], mu, logvar).mean()
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(ReconstructionModule):
     """Trains a VAE on ``(x,)`` batches of ``(N, C, H, W)`` float32 images in ``[0, 1]``.
 
     Loss: the single-sample negative ELBO per image in nats (:func:`negative_elbo_loss`),
@@ -219,38 +220,15 @@ class VAEModule(L.LightningModule):
         lr_patience: int = 3,
         lr_factor: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.network = network
+        super().__init__(network, learning_rate, weight_decay, lr_patience, lr_factor)
         self.likelihood: Likelihood = likelihood
         self.decoder_sigma = decoder_sigma
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.lr_patience = lr_patience
-        self.lr_factor = lr_factor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior-mean reconstruction ``(N, C, H, W)`` in ``[0, 1]``."""
-        return self.network(x)
-
-    def _step(self, batch: tuple[torch.Tensor, ...], name: str) -> torch.Tensor:
-        (x,) = batch
-        loss = negative_elbo_loss(self.network, x, self.likelihood, self.decoder_sigma)
-        self.log(name, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
-        return loss
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Single-sample negative ELBO per image in nats (:func:`negative_elbo_loss`)."""
+        return negative_elbo_loss(self.network, x, self.likelihood, self.decoder_sigma)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
         if len(batch[0]) < 2:  # batch norm cannot train on one image; Lightning skips None
             return None
-        return self._step(batch, "train_loss")
-
-    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val_loss")
-
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's dict format
-        opt = torch.optim.Adam(
-            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=self.lr_factor, patience=self.lr_patience
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+        return super().training_step(batch, batch_idx)

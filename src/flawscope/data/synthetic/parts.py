@@ -48,7 +48,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flawscope.errors import ConfigError, DataError
+from flawscope.data.synthetic.drawing import blend, box_sdf, pick_point, write_png
+from flawscope.errors import ConfigError
 
 __all__ = ["DEFECT_TYPES", "FOREGROUND_DIR", "render_part", "write_parts_dataset"]
 
@@ -105,15 +106,6 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return field / max(float(field.std()), 1e-6)
 
 
-def _box_sdf(px: np.ndarray, py: np.ndarray, hx: float, hy: float, radius: float) -> np.ndarray:
-    """Signed distance (px, negative inside) to a rounded box centred at the origin."""
-    qx = np.abs(px) - (hx - radius)
-    qy = np.abs(py) - (hy - radius)
-    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
-    inside = np.minimum(np.maximum(qx, qy), 0)
-    return (outside + inside - radius).astype(_F32)
-
-
 def _gauss(
     scene: _Scene, x: float, y: float, s_along: float, s_across: float, angle: float
 ) -> np.ndarray:
@@ -134,20 +126,6 @@ def _stamp(shape: tuple[int, int], draw: Callable[[np.ndarray], None]) -> np.nda
 def _pts(points: np.ndarray, shift: int = 4) -> np.ndarray:
     """(n, 2) pixel-centre coordinates -> OpenCV fixed-point int32 polygon."""
     return np.round((np.asarray(points) - 0.5) * (1 << shift)).astype(np.int32)
-
-
-def _blend(base: np.ndarray, value: np.ndarray | float, alpha: np.ndarray) -> np.ndarray:
-    """``base`` with ``value`` laid over it at opacity ``alpha`` (float32)."""
-    return (base + alpha * (value - base)).astype(_F32)
-
-
-def _pick_point(
-    rng: np.random.Generator, scene: _Scene, allowed: np.ndarray
-) -> tuple[float, float]:
-    """A random pixel centre (x, y) among ``allowed``; the deepest part pixel if none is."""
-    candidates = np.flatnonzero(allowed)
-    flat = candidates[rng.integers(len(candidates))] if len(candidates) else scene.depth.argmax()
-    return float(scene.xx.flat[flat]), float(scene.yy.flat[flat])
 
 
 def _irregular_disc(
@@ -197,7 +175,7 @@ def _studs_layer(
             -0.5 * (((dx - lx * 0.8 * r) ** 2 + (dy - ly * 0.8 * r) ** 2) / (0.12 * r) ** 2)
         )
         stud_top = stud_top + g * spot
-        out[win] = _blend(patch, stud_top, cover)
+        out[win] = blend(patch, stud_top, cover)
     return out.astype(_F32)
 
 
@@ -219,7 +197,7 @@ def _top_face(
     face *= 1.0 + 0.45 * bevel * facing - 0.1 * bevel
     # the thesis' specular highlight: a broad, elongated streak that saturates part of the face
     for _ in range(int(rng.integers(1, 3))):
-        x, y = _pick_point(rng, scene, scene.depth > 10 * k)
+        x, y = pick_point(rng, scene, scene.depth > 10 * k)
         streak = _gauss(
             scene,
             x,
@@ -294,7 +272,7 @@ def _background(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
         # each object is lit from one side too: a linear gradient across it
         g = rng.uniform(-0.3, 0.3, size=2)
         shade = grey * (1.0 + g[0] * (scene.xx - cx) / w + g[1] * (scene.yy - cy) / h)
-        bg = _blend(bg, shade, alpha)
+        bg = blend(bg, shade, alpha)
         if highlight is not None:
             bg = bg + rng.uniform(0.2, 0.5) * highlight * alpha
     # glints: small saturated specular spots on the background (clutter, glossy lint)
@@ -334,7 +312,7 @@ def _build_scene(rng: np.random.Generator, height: int, width: int) -> _Scene:
     c, s = np.cos(rotation), np.sin(rotation)
     dx, dy = xx - cx, yy - cy
     px, py = (c * dx + s * dy).astype(_F32), (-s * dx + c * dy).astype(_F32)
-    depth = -_box_sdf(px, py, hx, hy, 6.0 * k * scale)
+    depth = -box_sdf(px, py, hx, hy, 6.0 * k * scale)
     gy, gx = np.gradient(-depth)  # grows outwards
     norm = np.maximum(np.hypot(gx, gy), 1e-6)
     light_angle = rng.uniform(0, 2 * np.pi)
@@ -371,7 +349,7 @@ def _build_scene(rng: np.random.Generator, height: int, width: int) -> _Scene:
     # the part's soft shadow on the background, cast away from the light
     lx, ly = scene.light
     off = 6.0 * k
-    shifted = -_box_sdf(
+    shifted = -box_sdf(
         c * (dx + lx * off) + s * (dy + ly * off),
         -s * (dx + lx * off) + c * (dy + ly * off),
         hx,
@@ -390,7 +368,7 @@ def _build_scene(rng: np.random.Generator, height: int, width: int) -> _Scene:
 def _compose(scene: _Scene, part: np.ndarray) -> np.ndarray:
     """The part's surface over the background, with an anti-aliased outline."""
     alpha = np.clip(scene.depth + 0.5, 0.0, 1.0)
-    return _blend(scene.background, part, alpha)
+    return blend(scene.background, part, alpha)
 
 
 def _finish(scene: _Scene, clean: np.ndarray) -> np.ndarray:
@@ -418,7 +396,7 @@ def _on_face(scene: _Scene, margin: float) -> np.ndarray:
 def _scratch(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """A thin, slightly curved scratch: gouged (dark) or scraped (bright)."""
     k = scene.k
-    x, y = _pick_point(rng, scene, scene.depth > 0.35 * scene.half[1])
+    x, y = pick_point(rng, scene, scene.depth > 0.35 * scene.half[1])
     angle = rng.uniform(0, np.pi)
     length = rng.uniform(0.25, 0.5) * scene.half[0]
     direction = np.array([np.cos(angle), np.sin(angle)])
@@ -437,28 +415,28 @@ def _scratch(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.nd
     lit = float(np.percentile(under, 90)) if under.size else 1.0
     bright = rng.random() < 0.35 and lit < 0.6
     value = scene.clean + 0.3 if bright else 0.35 * scene.clean
-    return _blend(scene.clean, value, alpha), alpha > 0.1
+    return blend(scene.clean, value, alpha), alpha > 0.1
 
 
 def _dent(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """A small irregular dent: a shaded bowl with a darker floor."""
     k = scene.k
     radius = max(rng.uniform(4.0, 8.0) * k, 1.5)
-    x, y = _pick_point(rng, scene, _on_face(scene, radius + 2 * k))
+    x, y = pick_point(rng, scene, _on_face(scene, radius + 2 * k))
     edge = _irregular_disc(rng, scene, x, y, radius)
     inside = np.clip(edge / max(k, 0.5) + 0.5, 0.0, 1.0)
     lx, ly = scene.light
     towards = ((scene.xx - x) * lx + (scene.yy - y) * ly) / radius  # +1 on the light side
     rel = np.clip(1.0 - edge / radius, 0.0, 1.0)  # 0 at the centre .. 1 at the rim
     shade = 0.7 - 0.45 * np.clip(towards, -1, 1) - 0.15 * (1.0 - rel)
-    return _blend(scene.clean, scene.clean * shade, inside), inside > 0.1
+    return blend(scene.clean, scene.clean * shade, inside), inside > 0.1
 
 
 def _chip(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """A chunk broken out of the top face at its edge: a dark, rough fracture surface."""
     k = scene.k
     radius = max(rng.uniform(9.0, 16.0) * k, 2.0)
-    x, y = _pick_point(rng, scene, (scene.depth > 0.5) & (scene.depth < 2.5 * k + 0.5))
+    x, y = pick_point(rng, scene, (scene.depth > 0.5) & (scene.depth < 2.5 * k + 0.5))
     edge = _irregular_disc(rng, scene, x, y, radius)
     region = np.clip(edge / max(k, 0.5) + 0.5, 0.0, 1.0) * (scene.depth > 0)
     rough = 1.0 + 0.2 * _smooth_noise(rng, (scene.height, scene.width), 1.0 * k)
@@ -471,7 +449,7 @@ def _chip(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarr
         * (1.0 - 0.4 * rim * np.clip(towards, 0, 1))
         * (1 + 0.3 * rim * np.clip(-towards, 0, 1))
     )
-    return _blend(scene.clean, fracture, region), region > 0.1
+    return blend(scene.clean, fracture, region), region > 0.1
 
 
 def _missing_stud(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
@@ -565,20 +543,6 @@ def render_part(
     return _finish(scene, clean), foreground, mask
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    """Write an 8-bit grey PNG (via OpenCV's encoder; works with any path characters)."""
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 2-D array
-        raise DataError(f"could not encode {path.name} as PNG", "report this as a bug")
-    try:
-        path.write_bytes(encoded.tobytes())
-    except OSError as exc:
-        raise DataError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            "choose an output folder you can write to, with free disk space",
-        ) from exc
-
-
 def write_parts_dataset(
     root: Path | str,
     n_train: int = 60,
@@ -660,8 +624,8 @@ def write_parts_dataset(
             sequence = np.random.SeedSequence(int(seed), spawn_key=(code, kind, i))
             image, foreground, mask = render_part(np.random.default_rng(sequence), shape, defect)
             stem = f"{i:0{digits}d}"
-            _write_png(images / f"{stem}.png", np.round(image * 255).astype(np.uint8))
-            _write_png(fg_dir / f"{stem}.png", foreground.astype(np.uint8) * 255)
+            write_png(images / f"{stem}.png", np.round(image * 255).astype(np.uint8))
+            write_png(fg_dir / f"{stem}.png", foreground.astype(np.uint8) * 255)
             if gt_dir is not None:
-                _write_png(gt_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+                write_png(gt_dir / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     return root

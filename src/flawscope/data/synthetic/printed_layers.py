@@ -38,7 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flawscope.errors import ConfigError, DataError
+from flawscope.data.synthetic.drawing import blend, box_sdf, pick_point, write_png
+from flawscope.errors import ConfigError
 
 DEFECT_TYPES: tuple[str, ...] = (
     "under_extrusion",
@@ -89,15 +90,6 @@ class _Scene:
 # geometry
 
 
-def _box_sdf(px: np.ndarray, py: np.ndarray, hx: float, hy: float, radius: float) -> np.ndarray:
-    """Signed distance (px, negative inside) to a rounded box centred at the origin."""
-    qx = np.abs(px) - (hx - radius)
-    qy = np.abs(py) - (hy - radius)
-    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
-    inside = np.minimum(np.maximum(qx, qy), 0)
-    return outside + inside - radius
-
-
 def _polygon_sdf(px: np.ndarray, py: np.ndarray, verts: np.ndarray) -> np.ndarray:
     """Signed distance (px, negative inside) to a simple polygon given as (n, 2) vertices."""
     dist2 = (px - verts[0, 0]) ** 2 + (py - verts[0, 1]) ** 2
@@ -118,9 +110,9 @@ def _part_sdf(rng: np.random.Generator, px: np.ndarray, py: np.ndarray, size: in
     shape = _SHAPES[rng.integers(len(_SHAPES))]
     hx, hy = rng.uniform(0.28, 0.36, size=2) * size
     if shape == "rectangle":
-        return _box_sdf(px, py, hx, hy, 0.0)
+        return box_sdf(px, py, hx, hy, 0.0)
     if shape == "rounded_rect":
-        return _box_sdf(px, py, hx, hy, rng.uniform(0.12, 0.3) * min(hx, hy))
+        return box_sdf(px, py, hx, hy, rng.uniform(0.12, 0.3) * min(hx, hy))
     if shape == "circle":
         return np.hypot(px, py) - rng.uniform(0.3, 0.36) * size
     nx, ny = rng.uniform(0.8, 1.1, size=2) * np.array([hx, hy])  # size of the cut-out corner
@@ -276,15 +268,6 @@ def _finish(scene: _Scene, clean: np.ndarray) -> np.ndarray:
 # defect helpers
 
 
-def _pick_point(
-    rng: np.random.Generator, scene: _Scene, allowed: np.ndarray
-) -> tuple[float, float]:
-    """A random pixel centre (x, y) among ``allowed``; the deepest part pixel if none is."""
-    candidates = np.flatnonzero(allowed)
-    flat = candidates[rng.integers(len(candidates))] if len(candidates) else scene.depth.argmax()
-    return float(scene.xx.flat[flat]), float(scene.yy.flat[flat])
-
-
 def _depth_at(scene: _Scene, x: float, y: float) -> float:
     """Depth into the part (px) at the nearest pixel; -1 outside the image."""
     ix, iy = int(np.floor(x)), int(np.floor(y))
@@ -334,11 +317,6 @@ def _stroke_alpha(scene: _Scene, polylines: list[np.ndarray], thickness: int) ->
     return canvas.astype(_F32) / 255.0
 
 
-def _blend(base: np.ndarray, value: np.ndarray | float, alpha: np.ndarray) -> np.ndarray:
-    """``base`` with ``value`` laid over it at opacity ``alpha`` (all float32)."""
-    return (base + alpha * (value - base)).astype(_F32)
-
-
 def _defect_mask(footprint: np.ndarray, diff: np.ndarray) -> np.ndarray:
     """Pixels of the defect's footprint (grown by 1 px for the blur) that really changed."""
     kernel = np.ones((3, 3), np.uint8)
@@ -358,7 +336,7 @@ def _under_extrusion(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarra
     """Thinned and broken segments in 3-5 adjacent infill lines."""
     size, k = scene.size, scene.scale
     length = rng.uniform(0.18, 0.3) * size
-    x, y = _pick_point(rng, scene, scene.depth > scene.depth.max() * 0.25 + 0.3 * length)
+    x, y = pick_point(rng, scene, scene.depth > scene.depth.max() * 0.25 + 0.3 * length)
     iy, ix = int(y), int(x)
     n_lines = int(rng.integers(3, 6))
     first = int(scene.line_index[iy, ix]) - n_lines // 2
@@ -385,22 +363,22 @@ def _blob(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarr
     """A bright irregular dome of excess material with a shadowed rim."""
     k = scene.scale
     radius = rng.uniform(0.045, 0.075) * scene.size
-    x, y = _pick_point(rng, scene, scene.depth > 0.8 * radius)
+    x, y = pick_point(rng, scene, scene.depth > 0.8 * radius)
     rel, edge = _irregular_disc(rng, scene, x, y, radius)
     dome = np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0))
     hx, hy = rng.uniform(-0.35, 0.35, 2) * radius  # specular highlight position
     highlight = np.exp(-((scene.xx - x - hx) ** 2 + (scene.yy - y - hy) ** 2) / (0.18 * radius**2))
     surface = scene.filament * (0.95 + 0.3 * dome**0.5) + 0.2 * highlight
     rim = 2.5 * k
-    shadow = _blend(scene.clean, 0.55 * scene.clean, np.clip(1.0 + edge / rim, 0.0, 1.0))
+    shadow = blend(scene.clean, 0.55 * scene.clean, np.clip(1.0 + edge / rim, 0.0, 1.0))
     alpha = np.clip(edge / max(k, 0.5) + 0.5, 0.0, 1.0)
-    return _blend(shadow, np.minimum(surface, 1.0), alpha), edge > -rim
+    return blend(shadow, np.minimum(surface, 1.0), alpha), edge > -rim
 
 
 def _stringing(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """3-5 thin, wispy, curved strands of filament running roughly the same way."""
     size, k = scene.size, scene.scale
-    x, y = _pick_point(rng, scene, scene.depth > 0.12 * size)
+    x, y = pick_point(rng, scene, scene.depth > 0.12 * size)
     angle = rng.uniform(0, np.pi)
     normal = np.array([-np.sin(angle), np.cos(angle)])
     u = np.linspace(0.0, 1.0, 24)[:, None]
@@ -418,32 +396,32 @@ def _stringing(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.
     shadow = cv2.warpAffine(alpha, offset, (size, size)) * 0.35
     alpha *= scene.depth > 0
     shadow *= scene.depth > 0
-    image = _blend(_blend(scene.clean, 0.0, shadow), 0.95, alpha)
+    image = blend(blend(scene.clean, 0.0, shadow), 0.95, alpha)
     return image, (alpha > 0.1) | (shadow > 0.1)
 
 
 def _scratch(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """A thin straight scratch across the infill lines, gouged (dark) or scraped (bright)."""
     size, k = scene.size, scene.scale
-    x, y = _pick_point(rng, scene, scene.depth > 0.1 * size)
+    x, y = pick_point(rng, scene, scene.depth > 0.1 * size)
     angle = scene.infill_angle + np.deg2rad(rng.uniform(35, 145))
     a, b = _segment_on_part(scene, x, y, angle, rng.uniform(0.3, 0.5) * size)
     thickness = max(1, round(rng.uniform(2.0, 3.2) * k))
     alpha = _stroke_alpha(scene, [np.stack([a, b])], thickness) * (scene.depth > 0)
     value = 0.3 * scene.clean if rng.random() < 0.6 else np.float32(0.95)
-    return _blend(scene.clean, value, alpha), alpha > 0.1
+    return blend(scene.clean, value, alpha), alpha > 0.1
 
 
 def _missing_infill(rng: np.random.Generator, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
     """An irregular patch where the top infill is missing and the lower layer shows."""
     k = scene.scale
     radius = rng.uniform(0.07, 0.105) * scene.size
-    x, y = _pick_point(rng, scene, scene.depth > scene.depth.max() * 0.3 + 0.6 * radius)
+    x, y = pick_point(rng, scene, scene.depth > scene.depth.max() * 0.3 + 0.6 * radius)
     _, edge = _irregular_disc(rng, scene, x, y, radius)
     alpha = np.clip(edge / max(k, 0.5) + 0.5, 0.0, 1.0) * scene.infill_zone
     # the hole is deeper than the top layer: darker, with the surrounding beads' shadow at its rim
     lower = scene.lower * 0.85 * (1.0 - 0.3 * np.exp(-np.maximum(edge, 0) / (3.0 * k)))
-    return _blend(scene.clean, lower, alpha), alpha > 0.1
+    return blend(scene.clean, lower, alpha), alpha > 0.1
 
 
 _DEFECTS: dict[str, _Defect] = {
@@ -504,20 +482,6 @@ def render_layer(
     clean, footprint = _DEFECTS[defect](np.random.default_rng(defect_seed), scene)
     image = _finish(scene, clean)
     return image, _defect_mask(footprint, np.abs(image - good))
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    """Write an 8-bit grayscale PNG (via OpenCV's encoder; works with any path characters)."""
-    ok, encoded = cv2.imencode(".png", array)
-    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 2-D array
-        raise DataError(f"could not encode {path.name} as PNG", "report this as a bug")
-    try:
-        path.write_bytes(encoded.tobytes())
-    except OSError as exc:
-        raise DataError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            "choose an output folder you can write to, with free disk space",
-        ) from exc
 
 
 def write_dataset(
@@ -589,7 +553,7 @@ def write_dataset(
             sequence = np.random.SeedSequence(int(seed), spawn_key=(split, code, i))
             image, mask = render_layer(np.random.default_rng(sequence), size, defect)
             stem = f"{i:0{digits}d}"
-            _write_png(folder / f"{stem}.png", np.round(image * 255).astype(np.uint8))
+            write_png(folder / f"{stem}.png", np.round(image * 255).astype(np.uint8))
             if masks is not None:
-                _write_png(masks / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
+                write_png(masks / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
     return root
