@@ -220,5 +220,66 @@ def test_tune_sets_the_best_f1_threshold_and_keeps_it(
     assert "F2" in " ".join(r.stdout.split())
     only_good = tmp_path / "only_good"
     shutil.copytree(tiny_dataset / "test" / "good", only_good / "test" / "good")
-    assert_one_line_error(run("tune", model, only_good), "only one kind")
-    assert json.loads((model / "inspector.json").read_text()) == after  # nothing lost
+    # a validation set without defects never yields a threshold that flags its good images
+    r = run("tune", model, only_good)
+    assert r.returncode == 0, r.stderr
+    assert "no defective images" in r.stdout
+    good_only = json.loads((model / "inspector.json").read_text())
+    assert good_only["threshold"] >= after["threshold"]
+    r = run("inspect", model, only_good, "--out", tmp_path / "res", "--no-maps")
+    assert r.returncode == 0 and " 0 fail" in r.stdout, r.stdout
+
+
+def test_fit_with_pattern_groups_then_inspect_into_a_store(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Groups from a file-name pattern at fit; inspect with --batch and --db, then again."""
+    import sqlite3
+
+    model, out, db = tmp_path / "model", tmp_path / "res", tmp_path / "results.db"
+    r = run(
+        "fit", tiny_dataset, "--out", model, "--model", "patchcore", "--image-size", 64,
+        "--param", "feature_dim=8", "--group-by", "pattern", "--group-pattern", r"(\d)\.png$",
+        "--min-group-images", 1, "--threshold", "sigma", "--z", 2, "--normalize",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "group " in r.stdout
+    state = json.loads((model / "inspector.json").read_text())
+    assert state["thresholds"]["thresholds"] and "mean + 2 sd" in state["threshold_method"]
+    good = tiny_dataset / "test" / "good"
+    args = ("inspect", model, good, "--out", out, "--batch", "lot7", "--db", db, "--no-maps")
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    again = run(*args)
+    assert "served from the store" in again.stdout, again.stdout
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select batch, threshold, group_key from inspections").fetchall()
+    assert len(rows) == len(list(good.iterdir()))
+    assert {b for b, _, _ in rows} == {"lot7"} and {t for _, t, _ in rows} == {1.0}  # normalised
+    assert_one_line_error(run("inspect", model, good, "--db", "ftp://x/y"), "ftp")
+
+
+def test_spc_reads_the_store_and_flags_the_bad_batch(tmp_path: Path) -> None:
+    from flawscope.store import InspectionRecord, ResultStore
+
+    db = tmp_path / "r.db"
+    rng = np.random.default_rng(0)
+    with ResultStore(db) as store:
+        for b in range(8):
+            for i in range(20):
+                score = 3.0 if b == 6 and i < 8 else float(rng.normal(1, 0.1))
+                store.add(
+                    InspectionRecord(
+                        path=f"b{b}/{i}.png", content_hash=f"{b}-{i}", model_id="m1",
+                        score=score, threshold=1.5, verdict="fail" if score > 1.5 else "pass",
+                        batch=f"B{b + 1}",
+                    )
+                )  # fmt: skip
+    r = run("spc", "--db", db, "--out", tmp_path / "spc")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "out of control: B7" in " ".join(r.stdout.split())
+    assert (tmp_path / "spc" / "spc.html").stat().st_size > 10_000
+    assert json.loads((tmp_path / "spc" / "spc.json").read_text())
+    assert_one_line_error(run("spc", "--db", db, "--rule", "sometimes"), "unknown SPC rule")
+    assert_one_line_error(run("spc", "--db", db, "--reference", "B99"), "B99")
+    assert_one_line_error(run("spc", "--db", tmp_path / "empty.db"), "no inspection results")

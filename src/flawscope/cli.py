@@ -6,6 +6,7 @@ Bad input never shows a traceback: library errors (:mod:`flawscope.errors`) are 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -13,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import typer
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from flawscope import __version__
 from flawscope.config import InspectorConfig, PreprocessConfig, build
@@ -308,11 +309,63 @@ def fit(
     ] = None,
     threshold: Annotated[
         str | None,
-        typer.Option(help="Threshold rule: max or quantile." + _d("threshold", "method")),
+        typer.Option(
+            help="Threshold rule on the good hold-out scores: max, quantile or sigma "
+            "(mean + z sd)." + _d("threshold", "method")
+        ),
     ] = None,
     quantile: Annotated[
         float | None,
         typer.Option(help="Quantile for --threshold quantile." + _d("threshold", "quantile")),
+    ] = None,
+    z: Annotated[
+        float | None,
+        typer.Option(help="Standard deviations for --threshold sigma." + _d("threshold", "z")),
+    ] = None,
+    sensitivity: Annotated[
+        float | None,
+        typer.Option(
+            help="> 1 moves thresholds towards the median good score (more images fail), < 1 "
+            "away from it." + _d("threshold", "sensitivity")
+        ),
+    ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize/--raw-scores",
+            help="Report scores rescaled so that 1.0 is the threshold of the image's group."
+            + _d("threshold", "normalize"),
+        ),
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Groups with their own threshold: none, manifest (--manifest), pattern "
+            "(--group-pattern) or discover (k-means on backbone embeddings)."
+            + _d("groups", "source")
+        ),
+    ] = None,
+    group_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression whose first group in a file name is the group, "
+            'e.g. "^(exp\\d+)_".'
+        ),
+    ] = None,
+    groups: Annotated[
+        int | None,
+        typer.Option(help="Number of groups to discover (default: chosen by silhouette)."),
+    ] = None,
+    min_group_images: Annotated[
+        int | None,
+        typer.Option(
+            help="Hold-out images a group needs for its own threshold (else global)."
+            + _d("groups", "min_images")
+        ),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,group,batch,label (for --group-by manifest)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed." + _d("training", "seed"))] = None,
     accelerator: Annotated[
@@ -372,13 +425,32 @@ def fit(
                 "top_k_percent": top_k,
                 "sigma": sigma,
             },
-            "threshold": {"method": threshold, "quantile": quantile},
+            "threshold": {
+                "method": threshold,
+                "quantile": quantile,
+                "z": z,
+                "sensitivity": sensitivity,
+                "normalize": normalize,
+            },
+            "groups": {
+                "source": group_by,
+                "pattern": group_pattern,
+                "k": groups,
+                "min_images": min_group_images,
+            },
         },
     )
-    _fit(train, out, cfg, overwrite)
+    _fit(train, out, cfg, overwrite, manifest)
 
 
-def _fit(train: Path, out: Path, cfg: InspectorConfig, overwrite: bool = False) -> Any:
+def _fit(
+    train: Path,
+    out: Path,
+    cfg: InspectorConfig,
+    overwrite: bool = False,
+    manifest: Path | None = None,
+) -> Any:
+    from flawscope.data.manifest import read_manifest
     from flawscope.inspector import STATE_FILE, Inspector
 
     if (out / STATE_FILE).exists() and not overwrite:
@@ -386,7 +458,7 @@ def _fit(train: Path, out: Path, cfg: InspectorConfig, overwrite: bool = False) 
             f"{out} already holds a trained model",
             "choose another --out folder, or pass --overwrite to replace it",
         )
-    insp = Inspector.fit(train, cfg)
+    insp = Inspector.fit(train, cfg, read_manifest(manifest) if manifest else None)
     insp.save(out)
     stats = insp.fit_stats
     peak = stats.get("peak_memory_mb")
@@ -397,6 +469,9 @@ def _fit(train: Path, out: Path, cfg: InspectorConfig, overwrite: bool = False) 
         + f"; threshold {insp.threshold:.4g} ({insp.threshold_method}); model written to "
         f"[bold]{out}[/]"
     )
+    th = insp.thresholds
+    for g, t in th.thresholds.items():
+        out_console.print(f"  group {g}: threshold {t:.4g} ({th.counts[g]} hold-out images)")
     return insp
 
 
@@ -408,6 +483,20 @@ def inspect(
         Path, typer.Option("--out", "-o", help="Folder for results.csv and maps.")
     ] = Path("flawscope-results"),
     maps: Annotated[bool, typer.Option(help="Write anomaly-map overlay PNGs.")] = True,
+    batch: Annotated[
+        str, typer.Option(help="Production batch (lot) of these images, for SPC.")
+    ] = "",
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="CSV with columns path,group,batch,label for these images."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Results store: a SQLite file or a postgresql:// URL; images this model has "
+            "already inspected are served from it."
+        ),
+    ] = None,
 ) -> None:
     """Score images: print score and verdict per image, write results.csv and anomaly-map PNGs.
 
@@ -418,7 +507,7 @@ def inspect(
     from flawscope.inspector import Inspector
 
     insp = Inspector.load_dir(model_dir)
-    n_skipped = _inspect(insp, paths, out, maps)
+    n_skipped = _inspect(insp, paths, out, maps, batch, manifest, db)
     if n_skipped:
         err_console.print(
             f"[red]error:[/] {n_skipped} input(s) skipped (see warnings) -- "
@@ -427,60 +516,51 @@ def inspect(
         raise typer.Exit(1)
 
 
-def _inspect(insp: Any, paths: list[Path], out: Path, maps: bool) -> int:
-    from flawscope.data.dataset import collect_inputs
-    from flawscope.preprocess.enhance import crop_box
-    from flawscope.report import overlay
-    from flawscope.results import ResultsCSV
-    from flawscope.scoring import resize_map
+def _inspect(
+    insp: Any,
+    paths: list[Path],
+    out: Path,
+    maps: bool,
+    batch: str = "",
+    manifest: Path | None = None,
+    db: str | None = None,
+) -> int:
+    from contextlib import nullcontext
 
-    samples = collect_inputs(paths)
-    map_dir = out / "anomaly_maps"
-    n_fail = n_ok = n_skipped = 0
-    used: set[Path] = set()
-    with ResultsCSV(out / "results.csv", append=True) as csv_out:
-        for batch in insp.predict_batches(samples, keep_originals=maps):
-            n_skipped += len(batch.loaded.skipped)
-            for j, s in enumerate(batch.loaded.samples):
-                score = float(batch.prediction.image_scores[j])
-                verdict = batch.verdicts[j]
-                map_path = None
-                if maps:
-                    map_path = _unique(map_dir / s.path.parent.name / f"{s.path.stem}.png", used)
-                    orig = batch.loaded.originals[j]
-                    amap = crop_box(batch.prediction.anomaly_maps[j], batch.loaded.boxes[j])
-                    amap = resize_map(amap, *orig.shape[:2])
-                    rgb = overlay(orig, amap, vmax=2 * insp.threshold)
-                    map_path.parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(map_path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                csv_out.write(
-                    path=s.path,
-                    score=f"{score:.6g}",
-                    threshold=f"{insp.threshold:.6g}",
-                    verdict=verdict,
-                    model_id=insp.model_id,
-                    anomaly_map=map_path,
-                )
-                colour = "red" if verdict == "fail" else "green"
-                out_console.print(f"[{colour}]{verdict:4}[/] {score:10.4g}  {s.path}")
-                n_fail += verdict == "fail"
-                n_ok += verdict == "pass"
+    from flawscope.data.dataset import collect_inputs
+    from flawscope.data.manifest import apply_manifest, read_manifest
+    from flawscope.inspection import Outcome, inspect_samples
+    from flawscope.store import ResultStore
+
+    if insp.config.groups.source == "manifest" and manifest is None:
+        raise FlawscopeError(
+            "this model keeps thresholds per manifest group, but no --manifest was given",
+            "pass --manifest FILE.csv listing the group of every image",
+        )
+    samples = apply_manifest(
+        collect_inputs(paths), read_manifest(manifest) if manifest else {}, batch
+    )
+
+    def show(o: Outcome) -> None:
+        colour = "red" if o.verdict == "fail" else "green"
+        notes = [f"group {o.group}"] if o.group else []
+        notes += ["far from all groups"] * o.far + ["from the store"] * o.stored
+        extra = f"  ({', '.join(notes)})" if notes else ""
+        out_console.print(f"[{colour}]{o.verdict:4}[/] {o.score:10.4g}  {o.sample.path}{extra}")
+
+    with ResultStore(db) if db else nullcontext() as store:
+        summary = inspect_samples(insp, samples, out, maps, store, show)
+    n_skipped = len(summary.skipped)
     out_console.print(
-        f"{n_ok + n_fail} inspected: {n_ok} pass, {n_fail} fail"
+        f"{summary.n_pass + summary.n_fail} inspected: {summary.n_pass} pass, "
+        f"{summary.n_fail} fail"
         + (f", {n_skipped} skipped" if n_skipped else "")
+        + (f", {summary.n_stored} served from the store" if summary.n_stored else "")
+        + (f", {summary.n_far} far from all groups" if summary.n_far else "")
         + f"; results in [bold]{out / 'results.csv'}[/]"
+        + (f" and {store.url}" if db else "")
     )
     return n_skipped
-
-
-def _unique(path: Path, used: set[Path]) -> Path:
-    """``path``, or ``path`` with a numeric suffix if this run already wrote it."""
-    candidate, i = path, 1
-    while candidate in used:
-        candidate = path.with_name(f"{path.stem}_{i}{path.suffix}")
-        i += 1
-    used.add(candidate)
-    return candidate
 
 
 @app.command()
@@ -533,6 +613,8 @@ def tune(
         f"{t['recall']:.3f} on {t['n_good']} good + {t['n_defective']} defective images; "
         f"written to {model_dir}"
     )
+    for group, how in t["groups"].items():
+        out_console.print(f"  {group}: {how}")
 
 
 def _evaluate(insp: Any, dataset: Path, out: Path) -> Any:
@@ -711,6 +793,108 @@ def demo(
         f"demo finished in {time.perf_counter() - t0:.0f} s. Open the report: "
         f"[bold]{ev.report_path.resolve()}[/]"
     )
+
+
+@app.command()
+def spc(
+    db: Annotated[
+        str, typer.Option(help="Results store written by `flawscope inspect --db` (file or URL).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for spc.html (control charts) and spc.json.")
+    ] = Path("flawscope-spc"),
+    model_id: Annotated[
+        str | None,
+        typer.Option(help="Model whose results to chart (needed when the store has several)."),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An in-control batch the control limits come from (repeatable; default: the "
+            "first half of the batches)."
+        ),
+    ] = None,
+    quantity: Annotated[
+        str,
+        typer.Option(
+            help="nQI input per image: score, or anomalous_fraction (share of anomalous pixels, "
+            "the thesis)."
+        ),
+    ] = "score",
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run rule (repeatable): 'beyond 3 sigma' (default), '2 of 3 beyond 2 sigma', "
+            "'8 in a row on one side of the centre'."
+        ),
+    ] = None,
+) -> None:
+    """Statistical process control of production batches: nQI, control limits, out-of-control.
+
+    Reads every inspection of one model from the results store, prints the per-batch table
+    (images, fail rate, mean and max score, nQI) with the batches out of control, and writes
+    the control charts to spc.html and the numbers to spc.json.
+    Exits with status 3 when a batch is out of control.
+    """
+    from flawscope.report.spc_report import write_spc_report
+    from flawscope.spc import DEFAULT_RULES, spc_analysis
+    from flawscope.store import ResultStore
+
+    with ResultStore(db) as store:
+        ids = store.model_ids()
+        if model_id is None and len(ids) > 1:
+            raise FlawscopeError(
+                f"the store holds results of {len(ids)} models ({', '.join(ids)})",
+                "choose one with --model-id",
+            )
+        chosen = model_id or (ids[0] if ids else None)
+        records = store.records(model_id=chosen) if chosen else []
+    if quantity not in ("score", "anomalous_fraction"):
+        raise FlawscopeError(f"unknown --quantity {quantity!r}", "use score or anomalous_fraction")
+    if not records:
+        raise FlawscopeError(
+            f"no inspection results in {db}" + (f" for model {model_id}" if model_id else ""),
+            "inspect images with `flawscope inspect MODEL IMAGES --batch NAME --db ...` first",
+        )
+    result = spc_analysis(records, reference, quantity, rule or DEFAULT_RULES)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    report = write_spc_report(result, out / "spc.html", f"flawscope SPC: model {chosen}")
+    (out / "spc.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    t, flags = result.table, result.flags()
+    table = Table(
+        title=f"{len(t)} batches of model {chosen} (reference: {', '.join(result.reference)})"
+    )
+    for col in (
+        "batch",
+        "images",
+        "fail",
+        "fail rate",
+        "mean score",
+        "max score",
+        "nQI",
+        "out of control",
+    ):
+        table.add_column(col, justify="left" if col in ("batch", "out of control") else "right")
+    for b, name in enumerate(t.names):
+        table.add_row(
+            name,
+            str(t.n[b]),
+            str(t.n_fail[b]),
+            f"{t.fail_rate[b]:.1%}",
+            f"{t.mean_score[b]:.4g}",
+            f"{t.max_score[b]:.4g}",
+            f"{t.nqi[b]:.2f}",
+            f"[red]{'; '.join(flags[b])}[/]" if flags[b] else "",
+            style="bold" if flags[b] else None,
+        )
+    out_console.print(table)
+    bad = result.out_of_control_batches
+    out_console.print(
+        (f"[red]out of control: {', '.join(bad)}[/]" if bad else "[green]all batches in control[/]")
+        + f"; control charts in [bold]{report}[/]"
+    )
+    if bad:
+        raise typer.Exit(3)
 
 
 @app.command()

@@ -88,10 +88,53 @@ class ScoringConfig(_Strict):
 
 
 class ThresholdConfig(_Strict):
-    """Threshold from good hold-out scores: their ``max`` or a ``quantile``."""
+    """Threshold from good hold-out scores (no defect labels needed).
 
-    method: Literal["max", "quantile"] = "max"
+    ``method``: ``"max"`` of the hold-out scores (every good hold-out image passes; thesis Sec.
+    3.9), their ``quantile``, or ``"sigma"`` = mean + ``z`` x standard deviation.
+    ``sensitivity`` (> 0) moves the threshold towards (> 1, more images fail) or away from (< 1)
+    the median good score: ``median + (rule - median) / sensitivity``; 1 keeps the rule.
+    ``normalize``: report scores rescaled so that 0 is the median good score and 1.0 the
+    threshold of the image's group. See :mod:`flawscope.scoring.group_thresholds`.
+    """
+
+    method: Literal["max", "quantile", "sigma"] = "max"
     quantile: float = Field(0.99, gt=0, le=1)
+    z: float = Field(3.0, ge=0, description="standard deviations above the mean for 'sigma'")
+    sensitivity: float = Field(1.0, gt=0)
+    normalize: bool = False
+
+
+class GroupConfig(_Strict):
+    """Groups of images that share a threshold: camera views, families of similar layers.
+
+    ``source``: ``"none"`` (one global threshold), ``"manifest"`` (the ``group`` column of a
+    manifest CSV ``path,group,batch,label`` given at fit and inspect), ``"pattern"`` (the first
+    group, or the whole match, of the regular expression ``pattern`` searched in the file name,
+    e.g. ``"^(exp\\d+)_"``) or ``"discover"`` (k-means on pretrained-backbone embeddings of the
+    good training images, ``k`` groups or chosen by silhouette up to ``k_max``; a new image goes
+    to the nearest group and is flagged when its distance exceeds ``far_factor`` times the
+    group's radius; :mod:`flawscope.grouping`). A group with fewer than ``min_images`` good
+    hold-out images uses the global threshold (with a warning).
+    """
+
+    source: Literal["none", "manifest", "pattern", "discover"] = "none"
+    pattern: str | None = None
+    k: int | None = Field(None, ge=1)
+    k_max: int = Field(8, ge=2)
+    far_factor: float = Field(2.0, gt=0)
+    min_images: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _pattern(self) -> GroupConfig:
+        if self.source == "pattern":
+            if not self.pattern:
+                raise ValueError("groups from a pattern need pattern = a regular expression")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"group pattern is not a regular expression ({exc})") from exc
+        return self
 
 
 class PreprocessConfig(_Strict):
@@ -163,6 +206,7 @@ class InspectorConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    groups: GroupConfig = Field(default_factory=GroupConfig)
 
     @model_validator(mode="after")
     def _tile_fits_the_model(self) -> InspectorConfig:

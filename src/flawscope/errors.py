@@ -42,3 +42,7 @@ class ConfigError(FlawscopeError):
 
 class ModelDirError(FlawscopeError):
     """A model directory is missing, incomplete or from an incompatible flawscope version."""
+
+
+class StoreError(FlawscopeError):
+    """The results database cannot be opened, created or written."""

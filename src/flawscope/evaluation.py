@@ -54,6 +54,7 @@ def _panels(
         return []
     loaded = insp.read(chosen)
     pred = insp.predict(loaded)
+    verdicts = insp.verdicts(pred.image_scores, insp.groups_of(loaded)[0])
     panels = []
     for j, s in enumerate(loaded.samples):
         box = loaded.boxes[j]
@@ -63,7 +64,7 @@ def _panels(
                 name=f"{s.path.parent.name}/{s.path.name}",
                 label=s.defect_type,
                 score=float(pred.image_scores[j]),
-                verdict=insp.verdicts(pred.image_scores[j : j + 1])[0],
+                verdict=verdicts[j],
                 image=_to_hwc(crop_box(loaded.images[j].numpy(), box)),
                 anomaly_map=np.ascontiguousarray(crop_box(pred.anomaly_maps[j], box)),
                 reconstruction=None if recon is None else _to_hwc(crop_box(recon, box)),
@@ -89,6 +90,7 @@ def evaluate(
     size = insp.config.model.image_size
     kept: list[Sample] = []
     scores: list[float] = []
+    thresholds: list[float] = []
     maps: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     skipped: list[str] = []
@@ -99,11 +101,13 @@ def evaluate(
                 score = float(batch.prediction.image_scores[j])
                 kept.append(s)
                 scores.append(score)
+                thresholds.append(float(batch.thresholds[j]))
                 csv_out.write(
                     path=s.path,
                     score=f"{score:.6g}",
-                    threshold=f"{insp.threshold:.6g}",
+                    threshold=f"{batch.thresholds[j]:.6g}",
                     verdict=batch.verdicts[j],
+                    group=batch.groups[j],
                     label="good" if s.label == 0 else "defective",
                     defect_type=s.defect_type,
                     model_id=insp.model_id,
@@ -118,7 +122,8 @@ def evaluate(
     labels = np.array([s.label for s in kept])
     types = [s.defect_type for s in kept]
     sc = np.asarray(scores, dtype=np.float64)
-    image = metrics.image_metrics(labels, sc, insp.threshold)
+    th = np.asarray(thresholds)
+    image = metrics.image_metrics(labels, sc, th)
     pixel = None
     if maps:
         m, g = np.stack(maps).astype(np.float32), np.stack(masks)
@@ -134,7 +139,8 @@ def evaluate(
         "n_images": len(kept),
         "n_skipped": len(skipped),
         "image": image,
-        "per_defect": metrics.per_defect_metrics(labels, sc, types, insp.threshold),
+        "thresholds": insp.thresholds.to_dict(),
+        "per_defect": metrics.per_defect_metrics(labels, sc, types, th),
         "pixel": pixel,
     }
     metrics_path = out / "metrics.json"

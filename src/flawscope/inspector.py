@@ -9,8 +9,11 @@ Model directory layout::
     config.yaml           InspectorConfig (model, training, scoring, threshold settings)
     weights.safetensors   detector weights
     view_masks.safetensors  mean foreground mask per camera view (only with preprocess.mean_mask)
-    inspector.json        format version, flawscope version, threshold, hold-out score statistics,
-                          loss history, fit statistics (time, peak memory), model id
+    groups.safetensors    k-means centroids of the discovered groups (only with groups.source
+                          = discover)
+    inspector.json        format version, flawscope version, thresholds (global and per group),
+                          hold-out score statistics, loss history, fit statistics (time, peak
+                          memory), model id
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ from flawscope.data.dataset import (
     training_samples,
 )
 from flawscope.data.io import read_image
+from flawscope.data.manifest import ManifestEntry, apply_manifest, name_key
 from flawscope.errors import ConfigError, DataError, FlawscopeError, ModelDirError
 from flawscope.models.base import Prediction, create
 from flawscope.models.tiled import TiledDetector
 from flawscope.preprocess.pipeline import Preprocessor
 from flawscope.resources import peak_memory_mb
-from flawscope.scoring import HoldoutStats, aggregate, threshold_from_good, verdicts
+from flawscope.scoring import HoldoutStats, aggregate
+from flawscope.scoring.group_thresholds import NO_GROUP, GroupThresholds
 
 log = logging.getLogger("flawscope")
 
@@ -54,15 +59,35 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "inspector.json"
 VIEW_MASKS_FILE = "view_masks.safetensors"
+GROUPS_FILE = "groups.safetensors"
+#: longest side of the images the group embedding sees (larger inputs are downscaled)
+EMBED_SIDE = 256
 
 
 @dataclass
 class BatchResult:
-    """Predictions for one batch of loaded images (see :class:`LoadedBatch` for the inputs)."""
+    """Predictions for one batch of loaded images (see :class:`LoadedBatch` for the inputs).
+
+    Attributes:
+        loaded: the images and their samples.
+        prediction: ``(N,)`` image scores and ``(N, S, S)`` anomaly maps.
+        verdicts: N ``"pass"`` / ``"fail"``.
+        groups: N group keys (``""`` = no group).
+        thresholds: ``(N,)`` float64 threshold that judged each image (its group's).
+        far: ``(N,)`` bool, True where a discovered group model found the image far from every
+            group (a view or part it never saw).
+    """
 
     loaded: LoadedBatch
     prediction: Prediction
     verdicts: list[str]
+    groups: list[str]
+    thresholds: np.ndarray
+    far: np.ndarray
+
+    def normalised_scores(self, thresholds: GroupThresholds) -> np.ndarray:
+        """``(N,)`` scores with 0 = median good score and 1.0 = the image's group threshold."""
+        return thresholds.normalise(self.prediction.image_scores, self.groups)
 
 
 class Inspector:
@@ -71,7 +96,11 @@ class Inspector:
     Attributes:
         config: the :class:`InspectorConfig`.
         detector: the fitted detector (``predict`` returns maps at the input size S x S).
-        threshold: image-score threshold; an image fails when its score is strictly greater.
+        thresholds: the global threshold and one per group
+            (:class:`~flawscope.scoring.group_thresholds.GroupThresholds`); an image fails when
+            its score is strictly greater than its group's threshold.
+        threshold: the global threshold (read-only; ``thresholds.global_threshold``).
+        group_model: the discovered groups (``groups.source = "discover"``) or None.
         holdout_scores: ``(M,)`` float32 scores of the good hold-out images.
         history: per-epoch training and validation loss.
         fit_stats: how the fit went: ``seconds`` (wall time of :meth:`fit`), ``peak_memory_mb``
@@ -105,22 +134,42 @@ class Inspector:
             self.detector = TiledDetector(
                 self.detector, p.tile, p.tile_context, config.training.batch_size, config.scoring
             )
-        self.threshold = float("nan")
+        self.thresholds = GroupThresholds(float("nan"), float("nan"))
+        self.group_model: Any = None
         self.holdout_scores = np.zeros(0, dtype=np.float32)
+        self.holdout_groups: list[str] = []
         self.history: dict[str, list[float]] = {}
         self.fit_stats: dict[str, Any] = {}
         self.tuning: dict[str, Any] | None = None
         self.model_id = ""
         self.created = ""
 
+    @property
+    def threshold(self) -> float:
+        """The global threshold (images without a group, or of a fallback group)."""
+        return self.thresholds.global_threshold
+
     # ------------------------------------------------------------------ fit
     @classmethod
-    def fit(cls, train_path: Path | str, config: InspectorConfig | None = None) -> Inspector:
+    def fit(
+        cls,
+        train_path: Path | str,
+        config: InspectorConfig | None = None,
+        manifest: dict[Path, ManifestEntry] | None = None,
+    ) -> Inspector:
         """Learn from the good images under ``train_path`` (a folder, or MVTec root's train/good).
+
+        Args:
+            train_path: folder of good images, or an MVTec category folder.
+            config: settings (default :class:`InspectorConfig`).
+            manifest: group keys of the training images
+                (:func:`flawscope.data.manifest.read_manifest`); needed when
+                ``groups.source == "manifest"``.
 
         Raises:
             DataError: missing folder, no images, or fewer than 2 usable images.
-            ConfigError: invalid settings (e.g. unknown model name).
+            ConfigError: invalid settings (e.g. unknown model name), or groups from a manifest
+                without one.
         """
         started = time.perf_counter()
         config = config or InspectorConfig()
@@ -129,7 +178,14 @@ class Inspector:
             config = config.model_copy(deep=True)
             config.model.channels = 1
         insp = cls(config)  # validates the model name and params before reading any data
+        if config.groups.source == "manifest" and manifest is None:
+            raise ConfigError(
+                "groups.source is 'manifest' but no manifest was given",
+                "pass --manifest FILE.csv (columns path,group,batch,label)",
+            )
         samples = training_samples(train_path)
+        if manifest is not None:
+            samples = apply_manifest(samples, manifest)
         if auto and detect_channels(samples) == 3:
             config.model.channels = 3
             insp = cls(config)
@@ -156,6 +212,14 @@ class Inspector:
             len(train),
             len(hold),
         )
+        if config.groups.source == "discover":
+            from flawscope.grouping import GroupModel
+
+            g = config.groups
+            insp.group_model = GroupModel.fit(
+                insp._embed(train), g.k, g.k_max, g.far_factor, config.training.seed
+            )
+            log.info("discovered groups: %s", insp.group_model.describe())
         insp.detector.fit(train, hold)
         insp.history = getattr(insp.detector, "history", {})
         insp.calibrate(held)
@@ -169,24 +233,67 @@ class Inspector:
         }
         return insp
 
-    def calibrate(self, good: LoadedBatch) -> float:
-        """Set the threshold from the scores of good hold-out images (never trained on).
+    def calibrate(self, good: LoadedBatch) -> GroupThresholds:
+        """Set the thresholds from the scores of good hold-out images (never trained on).
 
         Args:
             good: M >= 1 good images read by :meth:`read` (never trained on).
 
         Returns:
-            The threshold (``threshold.method`` of the config applied to the M scores); any
-            earlier tuning on labelled images is dropped.
+            The global and per-group thresholds (``threshold`` settings of the config applied to
+            the M scores, per group with ``groups.min_images``); any earlier tuning on labelled
+            images is dropped.
         """
         bs = self.config.training.batch_size
-        self.holdout_scores = np.concatenate(
-            [self.predict(good.slice(i, i + bs)).image_scores for i in range(0, len(good), bs)]
-        )
+        scores, groups = [], []
+        for i in range(0, len(good), bs):
+            part = good.slice(i, i + bs)
+            scores.append(self.predict(part).image_scores)
+            groups += self.groups_of(part)[0]
+        self.holdout_scores = np.concatenate(scores)
+        self.holdout_groups = groups
         th = self.config.threshold
-        self.threshold = threshold_from_good(self.holdout_scores, th.method, th.quantile)
+        self.thresholds = GroupThresholds.from_good(
+            self.holdout_scores,
+            groups,
+            th.method,
+            th.quantile,
+            th.z,
+            th.sensitivity,
+            self.config.groups.min_images,
+        )
         self.tuning = None
-        return self.threshold
+        return self.thresholds
+
+    def _embed(self, images: Any) -> np.ndarray:
+        """``(N, D)`` backbone embeddings of model-input images (downscaled to EMBED_SIDE)."""
+        import torch.nn.functional as F
+
+        from flawscope.grouping import image_embeddings
+
+        side = max(images.shape[-2:])
+        if side > EMBED_SIDE:
+            images = F.interpolate(images, scale_factor=EMBED_SIDE / side, mode="area")
+        return image_embeddings(images)
+
+    def groups_of(self, loaded: LoadedBatch) -> tuple[list[str], np.ndarray]:
+        """The group key of every loaded image, and whether it is far from all groups.
+
+        Returns:
+            ``(N group keys, (N,) bool far)``; keys are ``""`` where the source gives none
+            (``groups.source`` none, a file name the pattern does not match, an image the
+            manifest does not list); ``far`` is all False except for discovered groups.
+        """
+        g, n = self.config.groups, len(loaded)
+        far = np.zeros(n, dtype=bool)
+        if g.source == "manifest":
+            return [s.group for s in loaded.samples], far
+        if g.source == "pattern":
+            return [name_key(g.pattern, s.path) or NO_GROUP for s in loaded.samples], far
+        if g.source == "discover" and n:
+            a = self.group_model.assign(self._embed(loaded.images))
+            return list(a.groups), np.asarray(a.far, dtype=bool)
+        return [NO_GROUP] * n, far
 
     # ------------------------------------------------------------------ predict
     def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:
@@ -230,53 +337,75 @@ class Inspector:
             loaded = self.read(samples[i : i + bs], keep_originals)
             if len(loaded.samples):
                 pred = self.predict(loaded)
-                yield BatchResult(loaded, pred, self.verdicts(pred.image_scores))
+                groups, far = self.groups_of(loaded)
+                yield BatchResult(
+                    loaded,
+                    pred,
+                    self.thresholds.verdicts(pred.image_scores, groups),
+                    groups,
+                    self.thresholds.for_groups(groups),
+                    far,
+                )
             else:
-                yield BatchResult(loaded, Prediction(np.zeros(0), np.zeros((0, 0, 0))), [])
+                empty = Prediction(np.zeros(0), np.zeros((0, 0, 0)))
+                yield BatchResult(loaded, empty, [], [], np.zeros(0), np.zeros(0, dtype=bool))
 
-    def verdicts(self, scores: np.ndarray) -> list[str]:
-        """``"fail"`` where score > threshold, else ``"pass"``."""
-        return verdicts(scores, self.threshold)
+    def verdicts(self, scores: np.ndarray, groups: Sequence[str] | None = None) -> list[str]:
+        """``"fail"`` where score > the threshold of the image's group, else ``"pass"``."""
+        return self.thresholds.verdicts(scores, groups or [NO_GROUP] * len(scores))
 
     def tune_threshold(self, samples: Sequence[Sample], beta: float = 1.0) -> dict[str, Any]:
-        """Set the threshold that maximises F-beta on labelled validation images (seed 002).
+        """Set the thresholds that maximise F-beta on labelled validation images (seed 002).
 
         Scores ``samples`` (good and defective images, e.g. an MVTec-style ``test/`` tree
-        read by :func:`flawscope.data.dataset.labelled_samples`) and picks, among all candidate
-        thresholds, the one with the best F-beta (:func:`flawscope.metrics.best_f_beta`). Use
-        images that the final evaluation does not use, or the evaluation is optimistic.
+        read by :func:`flawscope.data.dataset.labelled_samples`) and, globally and for every
+        group with its own threshold, picks the threshold with the best F-beta
+        (:meth:`GroupThresholds.tune`; a validation set without defective images only raises
+        thresholds above its good scores, it never flags them). Use images that the final
+        evaluation does not use, or the evaluation is optimistic.
 
         Returns:
             The record kept in ``inspector.json`` as ``threshold_tuning``: ``beta``,
-            ``n_good``, ``n_defective``, ``f_beta``, ``precision``, ``recall``, ``threshold`` and
-            ``previous_threshold``.
+            ``n_good``, ``n_defective``, ``f_beta``, ``precision``, ``recall`` (at the new
+            thresholds, over all validation images), ``threshold`` and ``previous_threshold``
+            (global), and ``groups`` (how each threshold was set).
 
         Raises:
-            DataError: no readable image, or only good / only defective images.
+            DataError: no readable image, or an image with an unknown label.
             ConfigError: ``beta <= 0``.
         """
-        from flawscope.metrics import best_f_beta, image_metrics
+        from sklearn.metrics import fbeta_score, precision_score, recall_score
 
-        scores, labels = [], []
+        if not beta > 0:
+            raise ConfigError(f"beta must be > 0, got {beta}", "use 1 for F1 or 2 for F2")
+        scores, labels, groups = [], [], []
         for batch in self.predict_batches(samples):
             scores.append(batch.prediction.image_scores)
             labels += [s.label for s in batch.loaded.samples]
+            groups += batch.groups
         if not labels:
             raise DataError("none of the validation images could be read", "check the warnings")
         y, sc = np.asarray(labels), np.concatenate(scores)
-        best, threshold = best_f_beta(y, sc, beta)
-        at = image_metrics(y, sc, threshold)
+        if not set(y.tolist()) <= {0, 1}:
+            raise DataError(
+                "validation images need labels (good or defective)",
+                "use an MVTec-style folder with test/good and test/<defect>",
+            )
+        previous = self.threshold
+        self.thresholds, how = self.thresholds.tune(y, sc, groups, beta)
+        pred = np.asarray([v == "fail" for v in self.thresholds.verdicts(sc, groups)], dtype=int)
+        kw: dict[str, Any] = {"labels": [0, 1], "zero_division": 0}
         self.tuning = {
             "beta": beta,
-            "n_good": at["n_good"],
-            "n_defective": at["n_defective"],
-            "f_beta": best,
-            "precision": at["precision"],
-            "recall": at["recall"],
-            "threshold": threshold,
-            "previous_threshold": self.threshold,
+            "n_good": int((y == 0).sum()),
+            "n_defective": int((y == 1).sum()),
+            "f_beta": float(fbeta_score(y, pred, beta=beta, **kw)),
+            "precision": float(precision_score(y, pred, **kw)),
+            "recall": float(recall_score(y, pred, **kw)),
+            "threshold": self.threshold,
+            "previous_threshold": previous,
+            "groups": how,
         }
-        self.threshold = threshold
         return self.tuning
 
     @property
@@ -289,8 +418,20 @@ class Inspector:
                 "labelled validation images"
             )
         th = self.config.threshold
-        rule = "max" if th.method == "max" else f"{th.quantile:g} quantile"
-        return f"{rule} of {len(self.holdout_scores)} hold-out good images"
+        rule = {
+            "max": "max",
+            "quantile": f"{th.quantile:g} quantile",
+            "sigma": f"mean + {th.z:g} sd",
+        }
+        text = f"{rule[th.method]} of {len(self.holdout_scores)} hold-out good images"
+        if th.sensitivity != 1:
+            text += f", sensitivity {th.sensitivity:g}"
+        n = len(self.thresholds.thresholds)
+        if n:
+            text += f"; per group ({n} groups"
+            fb = len(self.thresholds.fallback)
+            text += f", {fb} on the global threshold)" if fb else ")"
+        return text
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path | str) -> Path:
@@ -302,6 +443,8 @@ class Inspector:
         if self.preprocessor.view_masks:
             masks = {k: v.astype(np.uint8) for k, v in self.preprocessor.view_masks.items()}
             save_file(masks, str(d / VIEW_MASKS_FILE))
+        if self.group_model is not None:
+            save_file(self.group_model.to_tensors(), str(d / GROUPS_FILE))
         self.model_id = _model_id(d)
         self.save_state(d)
         return d
@@ -315,8 +458,11 @@ class Inspector:
             "created": self.created,
             "threshold": self.threshold,
             "threshold_method": self.threshold_method,
+            "thresholds": self.thresholds.to_dict(),
             "holdout_stats": HoldoutStats.of(self.holdout_scores).to_dict(),
             "holdout_scores": [float(s) for s in self.holdout_scores],
+            "holdout_groups": self.holdout_groups,
+            "groups": self.group_model.describe() if self.group_model is not None else None,
             "history": self.history,
             "fit_stats": self.fit_stats,
             "threshold_tuning": self.tuning,
@@ -369,8 +515,26 @@ class Inspector:
                     f"{d / VIEW_MASKS_FILE} is damaged ({exc})", "re-run `flawscope fit`"
                 ) from exc
             insp.preprocessor.view_masks = {k: v.astype(bool) for k, v in masks.items()}
-        insp.threshold = float(state["threshold"])
+        if (d / GROUPS_FILE).is_file():
+            from flawscope.grouping import GroupModel
+
+            try:
+                insp.group_model = GroupModel.from_tensors(load_file(str(d / GROUPS_FILE)))
+            except (OSError, SafetensorError, KeyError) as exc:
+                raise ModelDirError(
+                    f"{d / GROUPS_FILE} is damaged ({exc})", "re-run `flawscope fit`"
+                ) from exc
+        elif insp.config.groups.source == "discover":
+            raise ModelDirError(
+                f"{d} uses discovered groups but has no {GROUPS_FILE}", "re-run `flawscope fit`"
+            )
         insp.holdout_scores = np.asarray(state.get("holdout_scores", []), dtype=np.float32)
+        insp.holdout_groups = list(state.get("holdout_groups", []))
+        if "thresholds" in state:
+            insp.thresholds = GroupThresholds.from_dict(state["thresholds"])
+        else:  # written before per-group thresholds
+            median = float(np.median(insp.holdout_scores)) if len(insp.holdout_scores) else 0.0
+            insp.thresholds = GroupThresholds(float(state["threshold"]), median)
         insp.history = state.get("history", {})
         insp.fit_stats = state.get("fit_stats", {})
         insp.tuning = state.get("threshold_tuning")

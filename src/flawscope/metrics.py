@@ -180,7 +180,9 @@ def best_f_beta(labels: np.ndarray, scores: np.ndarray, beta: float = 1.0) -> tu
     return float(f[best]), threshold
 
 
-def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+def image_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, float]:
     """Image-level metrics of anomaly scores against good / defective labels.
 
     An image is predicted defective when ``score > threshold`` (strictly greater).
@@ -188,7 +190,8 @@ def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
     Args:
         labels: (N,) int or bool, 0 = good, 1 = defective.
         scores: (N,) float, finite, higher = more anomalous.
-        threshold: decision threshold for precision / recall / F1 / F2 and the confusion counts.
+        threshold: decision threshold for precision / recall / F1 / F2 and the confusion counts:
+            one float, or ``(N,)`` per-image thresholds (each image's group threshold).
 
     Returns:
         A dict with
@@ -252,7 +255,10 @@ def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
 
 
 def per_defect_metrics(
-    labels: np.ndarray, scores: np.ndarray, defect_types: Sequence[str], threshold: float
+    labels: np.ndarray,
+    scores: np.ndarray,
+    defect_types: Sequence[str],
+    threshold: float | np.ndarray,
 ) -> dict[str, dict[str, float]]:
     """Image-level metrics of the good images against each defect type on its own.
 
@@ -261,7 +267,8 @@ def per_defect_metrics(
         scores: (N,) float, finite, higher = more anomalous.
         defect_types: N names, ``"good"`` for every good image and the defect type (e.g.
             ``"scratch"``) for every defective one, as in the MVTec AD test folders.
-        threshold: as in :func:`image_metrics` (defective when ``score > threshold``).
+        threshold: as in :func:`image_metrics` (defective when ``score > threshold``; a float
+            or ``(N,)`` per-image thresholds).
 
     Returns:
         ``{defect_type: image_metrics(good images + that type's images)}`` for every type other
@@ -286,9 +293,10 @@ def per_defect_metrics(
             "label exactly the images of type 'good' as 0",
         )
     results: dict[str, dict[str, float]] = {}
+    th = np.broadcast_to(np.asarray(threshold, dtype=np.float64), labels.shape)
     for name in sorted(set(types[~is_good_type])):
         subset = is_good_type | (types == name)
-        results[name] = image_metrics(labels[subset], scores[subset], threshold)
+        results[name] = image_metrics(labels[subset], scores[subset], th[subset])
     return results
 
 

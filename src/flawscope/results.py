@@ -15,6 +15,8 @@ FIELDS = [
     "score",
     "threshold",
     "verdict",
+    "group",
+    "batch",
     "label",
     "defect_type",
     "model_id",
@@ -25,7 +27,8 @@ FIELDS = [
 class ResultsCSV:
     """CSV of inspection results; use as a context manager.
 
-    Columns: ``time`` (UTC, ISO 8601), ``path``, ``score``, ``threshold``, ``verdict``, ``label``
+    Columns: ``time`` (UTC, ISO 8601), ``path``, ``score``, ``threshold`` (of the image's group),
+    ``verdict``, ``group``, ``batch`` (empty when none), ``label``
     (``good``/``defective``/empty when unknown), ``defect_type``, ``model_id``, ``anomaly_map``
     (the written PNG path or empty). Every row is flushed as soon as it is written.
 

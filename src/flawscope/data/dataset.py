@@ -37,12 +37,16 @@ class Sample:
         label: 0 good, 1 defective, -1 unknown (images to inspect).
         defect_type: ``"good"``, the defect folder name, or ``""`` when unknown.
         mask_path: the ground-truth mask file (defect = nonzero) or None.
+        group: the image's group (camera view, layer family) from a manifest, ``""`` if none.
+        batch: the production batch (lot) from a manifest or the command line, ``""`` if none.
     """
 
     path: Path
     label: int = -1
     defect_type: str = ""
     mask_path: Path | None = None
+    group: str = ""
+    batch: str = ""
 
 
 def _require_dir(path: Path, what: str) -> Path:

@@ -11,7 +11,6 @@ the part never raise the anomaly score (:meth:`flawscope.inspector.Inspector.pre
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -65,13 +64,9 @@ class Preprocessor:
 
     def view(self, path: Path | None) -> str | None:
         """The view key of an image file (``view_pattern`` in its name), or None."""
-        pattern = self.config.view_pattern
-        if pattern is None or path is None:
-            return None
-        found = re.search(pattern, Path(path).name)
-        if found is None:
-            return None
-        return found.group(1) if found.groups() else found.group(0)
+        from flawscope.data.manifest import name_key
+
+        return name_key(self.config.view_pattern, path)
 
     def fit_view_masks(self, images: Iterable[tuple[Path, np.ndarray]]) -> dict[str, int]:
         """Build the mean mask of every view from good training images (thesis Sec. 5.1.1).

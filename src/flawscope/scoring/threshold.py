@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-ThresholdMethod = Literal["max", "quantile"]
+ThresholdMethod = Literal["max", "quantile", "sigma"]
 
 
 @dataclass(frozen=True)
@@ -49,20 +49,22 @@ class HoldoutStats:
 
 
 def threshold_from_good(
-    scores: np.ndarray, method: ThresholdMethod = "max", quantile: float = 0.99
+    scores: np.ndarray, method: ThresholdMethod = "max", quantile: float = 0.99, z: float = 3.0
 ) -> float:
     """Threshold from the anomaly scores of good hold-out images.
 
     Args:
         scores: ``(N,)`` scores of good images, N >= 1.
         method: ``"max"``: the largest score; ``"quantile"``: the ``quantile`` (in ``(0, 1]``,
-            linear interpolation) of the scores.
+            linear interpolation) of the scores; ``"sigma"``: mean + ``z`` x the population
+            standard deviation (0 for one score).
+        z: standard deviations above the mean for ``"sigma"``, >= 0.
 
     Returns:
         The threshold; an image fails when its score is strictly greater.
 
     Raises:
-        ValueError: empty ``scores``, unknown method, or quantile outside ``(0, 1]``.
+        ValueError: empty ``scores``, unknown method, quantile outside ``(0, 1]`` or z < 0.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.size == 0:
@@ -73,7 +75,11 @@ def threshold_from_good(
         if not 0 < quantile <= 1:
             raise ValueError(f"quantile must be in (0, 1], got {quantile}")
         return float(np.quantile(s, quantile))
-    raise ValueError(f"unknown threshold method {method!r}; use max or quantile")
+    if method == "sigma":
+        if not z >= 0:
+            raise ValueError(f"z must be >= 0, got {z}")
+        return float(s.mean() + z * s.std())
+    raise ValueError(f"unknown threshold method {method!r}; use max, quantile or sigma")
 
 
 def verdicts(scores: np.ndarray, threshold: float) -> list[str]:
