@@ -257,6 +257,11 @@ def test_fit_with_pattern_groups_then_inspect_into_a_store(
     assert len(rows) == len(list(good.iterdir()))
     assert {b for b, _, _ in rows} == {"lot7"} and {t for _, t, _ in rows} == {1.0}  # normalised
     assert_one_line_error(run("inspect", model, good, "--db", "ftp://x/y"), "ftp")
+    # by default the store is results.db in --out; --no-store writes none
+    assert run("inspect", model, good, "--out", tmp_path / "d", "--no-maps").returncode == 0
+    assert (tmp_path / "d" / "results.db").is_file()
+    assert run("inspect", model, good, "--out", tmp_path / "e", "--no-store").returncode == 0
+    assert not (tmp_path / "e" / "results.db").exists()
 
 
 def test_spc_reads_the_store_and_flags_the_bad_batch(tmp_path: Path) -> None:

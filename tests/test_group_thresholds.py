@@ -120,3 +120,16 @@ def test_dict_round_trip_and_input_checks() -> None:
         GroupThresholds.from_good(np.zeros(0))
     with pytest.raises(ValueError, match="group keys"):
         GroupThresholds.from_good(np.ones(3), ["a"])
+
+
+def test_tuning_warns_when_the_best_f_beta_fails_every_good_image(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    t = GroupThresholds.from_good(np.array([1.0, 1.1, 1.2]))
+    # an inverted detector: defects score lower than good images, and defects dominate
+    scores = np.array([2.0, 2.1, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    with caplog.at_level(logging.WARNING, logger="flawscope"):
+        tuned, _ = t.tune(labels, scores, [""] * 8)
+    assert tuned.verdicts(scores, [""] * 8).count("pass") == 0
+    assert "fails every good validation image" in caplog.text

@@ -493,10 +493,13 @@ def inspect(
     db: Annotated[
         str | None,
         typer.Option(
-            help="Results store: a SQLite file or a postgresql:// URL; images this model has "
-            "already inspected are served from it."
+            help="Results store: a SQLite file or a postgresql:// URL (default: results.db in "
+            "--out); images this model has already inspected are served from it."
         ),
     ] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Record results in the results store.")
+    ] = True,
 ) -> None:
     """Score images: print score and verdict per image, write results.csv and anomaly-map PNGs.
 
@@ -507,7 +510,9 @@ def inspect(
     from flawscope.inspector import Inspector
 
     insp = Inspector.load_dir(model_dir)
-    n_skipped = _inspect(insp, paths, out, maps, batch, manifest, db)
+    if store and db is None:
+        db = str(out / "results.db")
+    n_skipped = _inspect(insp, paths, out, maps, batch, manifest, db if store else None)
     if n_skipped:
         err_console.print(
             f"[red]error:[/] {n_skipped} input(s) skipped (see warnings) -- "

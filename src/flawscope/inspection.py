@@ -136,16 +136,8 @@ def inspect_samples(
 
         def record(o: Outcome) -> None:
             s = o.sample
-            csv_out.write(
-                path=s.path,
-                score=f"{o.score:.6g}",
-                threshold=f"{o.threshold:.6g}",
-                verdict=o.verdict,
-                group=o.group,
-                batch=s.batch,
-                model_id=insp.model_id,
-                anomaly_map=o.anomaly_map,
-            )
+            # the store first: it is the memory of what was inspected (a crash between the two
+            # writes re-inspects the image on restart instead of leaving it unrecorded)
             if store is not None and not o.stored:
                 store.add(
                     InspectionRecord(
@@ -162,6 +154,16 @@ def inspect_samples(
                         anomalous_fraction=o.anomalous_fraction,
                     )
                 )
+            csv_out.write(
+                path=s.path,
+                score=f"{o.score:.6g}",
+                threshold=f"{o.threshold:.6g}",
+                verdict=o.verdict,
+                group=o.group,
+                batch=s.batch,
+                model_id=insp.model_id,
+                anomaly_map=o.anomaly_map,
+            )
             summary.n_fail += o.verdict == "fail"
             summary.n_pass += o.verdict == "pass"
             summary.n_stored += o.stored

@@ -279,6 +279,9 @@ class Inspector:
     def groups_of(self, loaded: LoadedBatch) -> tuple[list[str], np.ndarray]:
         """The group key of every loaded image, and whether it is far from all groups.
 
+        A group already set on a sample (by a manifest or the caller) wins over the configured
+        source.
+
         Returns:
             ``(N group keys, (N,) bool far)``; keys are ``""`` where the source gives none
             (``groups.source`` none, a file name the pattern does not match, an image the
@@ -286,14 +289,16 @@ class Inspector:
         """
         g, n = self.config.groups, len(loaded)
         far = np.zeros(n, dtype=bool)
-        if g.source == "manifest":
-            return [s.group for s in loaded.samples], far
+        given = [s.group for s in loaded.samples]  # from a manifest or the caller: wins
         if g.source == "pattern":
-            return [name_key(g.pattern, s.path) or NO_GROUP for s in loaded.samples], far
-        if g.source == "discover" and n:
+            found = [name_key(g.pattern, s.path) or NO_GROUP for s in loaded.samples]
+        elif g.source == "discover" and n and not all(given):
             a = self.group_model.assign(self._embed(loaded.images))
-            return list(a.groups), np.asarray(a.far, dtype=bool)
-        return [NO_GROUP] * n, far
+            found, far = list(a.groups), np.asarray(a.far, dtype=bool)
+        else:
+            found = [NO_GROUP] * n
+        far = far & ~np.asarray([bool(k) for k in given], dtype=bool)
+        return [k or f for k, f in zip(given, found, strict=True)], far
 
     # ------------------------------------------------------------------ predict
     def read(self, samples: Sequence[Sample], keep_originals: bool = False) -> LoadedBatch:

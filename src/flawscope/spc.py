@@ -505,11 +505,13 @@ class SPCResult:
         table: the per-batch :class:`BatchTable`.
         reference: names of the reference batches, in batch order.
         charts: statistic -> :class:`Chart`, for every key of :data:`CHARTS`.
+        rules: the run rules that were applied (keys of :data:`RULES`).
     """
 
     table: BatchTable
     reference: list[str]
     charts: dict[str, Chart] = field(default_factory=dict)
+    rules: tuple[str, ...] = DEFAULT_RULES
 
     @property
     def quantity(self) -> str:
@@ -555,6 +557,7 @@ class SPCResult:
         ]
         return {
             "quantity": t.quantity,
+            "rules": list(self.rules),
             "reference": list(self.reference),
             "out_of_control_batches": self.out_of_control_batches,
             "batches": batches,
@@ -650,4 +653,4 @@ def spc_analysis(
         violations = out_of_control(values, limits, side=side, rules=rules)
         charts[key] = Chart(key, values, limits, violations, side)
     ref_names = [name for name, m in zip(table.names, mask, strict=True) if m]
-    return SPCResult(table=table, reference=ref_names, charts=charts)
+    return SPCResult(table=table, reference=ref_names, charts=charts, rules=rules)

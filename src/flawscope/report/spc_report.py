@@ -132,6 +132,7 @@ def control_chart_figure(
     ylabel: str,
     reference: Sequence[bool] | np.ndarray | None = None,
     side: str = "both",
+    rules: Sequence[str] = tuple(RULE_CODES),
 ) -> Figure:
     """One Shewhart control chart: a statistic per batch against its control limits.
 
@@ -151,6 +152,7 @@ def control_chart_figure(
         title, ylabel: chart title and y label.
         reference: ``(B,)`` bool, True for the reference batches; shaded light blue.
         side: ``"both"``, or ``"upper"`` for a one-sided chart (no LCL / lower 2-sigma line).
+        rules: the rules that were applied (rows of the rule strip and legend entries).
 
     Returns:
         A 10 x 4.4 inch :class:`Figure` (no ``pyplot`` state); render with
@@ -187,9 +189,9 @@ def control_chart_figure(
         handles.append(
             Line2D([], [], ls="none", marker="o", ms=8, color=OOC_COLOUR, label="out of control")
         )
-    _rule_strip(ax_rules, violations, vals.size)
-    for rule, code in RULE_CODES.items():
-        handles.append(Line2D([], [], ls="none", label=f"{code}: {rule}"))
+    _rule_strip(ax_rules, violations, vals.size, rules)
+    for rule in rules:
+        handles.append(Line2D([], [], ls="none", label=f"{RULE_CODES[rule]}: {rule}"))
 
     finite = vals[np.isfinite(vals)]
     bounds = (limits.ucl,) if upper_only else (limits.lcl, limits.ucl)
@@ -221,9 +223,9 @@ def control_chart_figure(
     return fig
 
 
-def _rule_strip(ax, violations: Sequence[Sequence[str]], n: int) -> None:
-    """One row per rule (R1 on top): a red square at each batch that breaks it."""
-    codes = list(RULE_CODES.items())
+def _rule_strip(ax, violations: Sequence[Sequence[str]], n: int, rules: Sequence[str]) -> None:
+    """One row per applied rule (R1 on top): a red square at each batch that breaks it."""
+    codes = [(rule, RULE_CODES[rule]) for rule in rules]
     for row, (rule, _) in enumerate(codes):
         y = len(codes) - 1 - row
         ax.axhline(y, color=LIMIT_COLOUR, lw=0.5, alpha=0.3, zorder=1)
@@ -333,6 +335,7 @@ def _chart_contexts(result: SPCResult) -> list[dict[str, Any]]:
             YLABELS.get(key, CHARTS.get(key, key)),
             reference=ref,
             side=chart.side,
+            rules=result.rules,
         )
         lim = chart.limits
         out.append(
@@ -381,7 +384,7 @@ def _context(result: SPCResult, title: str) -> dict[str, Any]:
         "rows": _batch_rows(result),
         "charts": _chart_contexts(result),
         "heat": _heat_table(result),
-        "rules": [{"code": RULE_CODES.get(r, ""), "name": r} for r in RULES],
+        "rules": [{"code": RULE_CODES.get(r, ""), "name": r} for r in result.rules],
     }
 
 

@@ -184,6 +184,14 @@ class GroupThresholds:
             yy, ss = y[sel], s[sel]
             if len(yy) and yy.min() == 0 and yy.max() == 1:
                 f, t = best_f_beta(yy, ss, beta)
+                if (ss[yy == 0] > t).all():
+                    log.warning(
+                        "the best F%g threshold fails every good validation image (%d): the "
+                        "scores do not separate good from defective here; check the detector "
+                        "with `flawscope evaluate`",
+                        beta,
+                        int((yy == 0).sum()),
+                    )
                 return (
                     t,
                     f"max F{beta:g} = {f:.3f} on {int((yy == 0).sum())} good + "
