@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flawscope.config import InspectorConfig
+from tests.postgres_server import PostgresServer, PostgresUnavailableError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -47,3 +51,26 @@ def tiny_model(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("model")
     Inspector.fit(tiny_dataset, tiny_config()).save(out)
     return out
+
+
+_db_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session; skips its tests when it cannot start."""
+    try:
+        server = PostgresServer(timeout=20)
+    except PostgresUnavailableError as exc:
+        pytest.skip(f"PostgreSQL test server unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file in tmp_path, or a fresh database on the test server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "db" / "results.db")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t{os.getpid()}_{next(_db_names)}")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,30 +15,9 @@ import pytest
 
 from flawscope.errors import StoreError
 from flawscope.store import InspectionRecord, ResultStore, database_url, file_hash
-from tests.postgres_server import PostgresServer, PostgresUnavailableError, free_port
+from tests.postgres_server import PostgresServer, free_port
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-_db_names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the session; skips its tests when it cannot start."""
-    try:
-        server = PostgresServer(timeout=20)
-    except PostgresUnavailableError as exc:
-        pytest.skip(f"PostgreSQL test server unavailable: {exc}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file in tmp_path, or a fresh database on the test server."""
-    if request.param == "sqlite":
-        return str(tmp_path / "db" / "results.db")
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"t{os.getpid()}_{next(_db_names)}")
 
 
 def rec(content_hash: str, model_id: str = "m1", batch: str = "", **kw: object) -> InspectionRecord:

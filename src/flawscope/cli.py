@@ -911,6 +911,15 @@ def models() -> None:
         out_console.print(name)
 
 
+def _register_feature_commands() -> None:
+    from flawscope.commands import register_all
+
+    register_all(app)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     """Entry point: run the app, turning flawscope errors into one line and exit status 2."""
     try:

@@ -25,10 +25,12 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    Select,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    case,
     create_engine,
     event,
     func,
@@ -38,7 +40,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from flawscope.errors import StoreError
+from flawscope.errors import ConfigError, StoreError
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 """URL schemes :func:`database_url` accepts (``postgres`` is rewritten to ``postgresql``)."""
@@ -128,6 +130,36 @@ class InspectionRecord:
     defect_type: str = ""
     time: datetime | None = None  # UTC; filled with now by ResultStore.add when None
     id: int | None = None  # database row id, set by ResultStore.add
+
+
+VERDICTS = ("pass", "fail")
+"""The verdicts a record can have (:meth:`ResultStore.query` filters on them)."""
+
+
+@dataclass
+class BatchSummary:
+    """One batch of one model's inspections, summed up (:meth:`ResultStore.batch_summaries`).
+
+    Attributes:
+        batch: the batch name (``""`` for records without one).
+        count: number of records (images) in the batch.
+        fails: number of them with verdict ``"fail"``.
+        mean_score: mean anomaly score, in the model's score units.
+        first: time of the earliest record (UTC), or None.
+        last: time of the latest record (UTC), or None.
+    """
+
+    batch: str
+    count: int
+    fails: int
+    mean_score: float
+    first: datetime | None = None
+    last: datetime | None = None
+
+    @property
+    def fail_rate(self) -> float:
+        """``fails / count`` in [0, 1] (0 for an empty batch)."""
+        return self.fails / self.count if self.count else 0.0
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
@@ -286,6 +318,101 @@ class ResultStore:
             query = query.where(_Inspection.batch.in_(list(batches)))
         return self._select(query)
 
+    def get(self, record_id: int) -> InspectionRecord | None:
+        """The record with that database row id, or ``None``."""
+        rows = self._select(select(_Inspection).where(_Inspection.id == int(record_id)))
+        return rows[0] if rows else None
+
+    def query(
+        self,
+        model_id: str | None = None,
+        batch: str | None = None,
+        verdict: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[InspectionRecord], int]:
+        """One page of records, newest first, and how many records match the filters in all.
+
+        Args:
+            model_id: only this model's records (None = all models).
+            batch: only this batch (``""`` = records without a batch; None = all batches).
+            verdict: ``"pass"`` or ``"fail"`` (None = both).
+            since: only records at or after this time (inclusive; a naive time is UTC).
+            until: only records before this time (exclusive; a naive time is UTC).
+            limit: page size, >= 0 (0 returns no records, only the total).
+            offset: records to skip (newest first), >= 0.
+
+        Returns:
+            ``(records, total)``: at most ``limit`` records ordered by descending row id (the
+            insertion order, newest first), and the number of records matching the filters.
+
+        Raises:
+            ConfigError: a negative ``limit`` or ``offset``, or an unknown ``verdict``.
+            StoreError: the database cannot be read.
+        """
+        if limit < 0 or offset < 0:
+            raise ConfigError(
+                f"limit and offset must be >= 0, got limit={limit}, offset={offset}",
+                "pass a page size >= 0 and an offset >= 0",
+            )
+        if verdict is not None and verdict not in VERDICTS:
+            raise ConfigError(f"unknown verdict {verdict!r}", "filter on pass or fail")
+        where = []
+        if model_id is not None:
+            where.append(_Inspection.model_id == model_id)
+        if batch is not None:
+            where.append(_Inspection.batch == batch)
+        if verdict is not None:
+            where.append(_Inspection.verdict == verdict)
+        if since is not None:
+            where.append(_Inspection.time >= _utc(since))
+        if until is not None:
+            where.append(_Inspection.time < _utc(until))
+        page = select(_Inspection).where(*where).order_by(_Inspection.id.desc())
+        total = select(func.count()).select_from(_Inspection).where(*where)
+        records = self._select(page.limit(limit).offset(offset)) if limit else []
+        return records, int(self._scalars(total)[0])
+
+    def batch_summaries(self, model_id: str | None = None) -> list[BatchSummary]:
+        """Per batch: record count, fails, mean score, first and last time; first-seen order.
+
+        Args:
+            model_id: only this model's records (None = all models together).
+
+        Raises:
+            StoreError: the database cannot be read.
+        """
+        ins = _Inspection
+        query: Select = select(
+            ins.batch,
+            func.count(),
+            func.sum(case((ins.verdict == "fail", 1), else_=0)),
+            func.avg(ins.score),
+            func.min(ins.time),
+            func.max(ins.time),
+        ).group_by(ins.batch)
+        if model_id is not None:
+            query = query.where(ins.model_id == model_id)
+        query = query.order_by(func.min(ins.id))
+        try:
+            with self._sessions() as session:
+                rows = session.execute(query).all()
+        except SQLAlchemyError as exc:
+            raise self._error("cannot read", exc) from exc
+        return [
+            BatchSummary(
+                batch=batch,
+                count=int(count),
+                fails=int(fails or 0),
+                mean_score=float(mean),
+                first=_time(first),
+                last=_time(last),
+            )
+            for batch, count, fails, mean, first, last in rows
+        ]
+
     def batches(self, model_id: str | None = None) -> list[str]:
         """Distinct batch names (``""`` for records without one) in first-seen order."""
         query = select(_Inspection.batch).group_by(_Inspection.batch)
@@ -330,6 +457,15 @@ class ResultStore:
 
 def _record(row: _Inspection) -> InspectionRecord:
     return InspectionRecord(**{name: getattr(row, col) for name, col in _COLUMNS.items()})
+
+
+def _time(value: datetime | str | None) -> datetime | None:
+    """An aggregated time column as a UTC datetime (SQLite may hand back the stored text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return _utc(value)
 
 
 def _utc(value: datetime) -> datetime:

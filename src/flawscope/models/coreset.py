@@ -161,24 +161,47 @@ def nearest_neighbours(
     bank = bank.float()
     bank_sq = (bank * bank).sum(dim=1)
     for q0 in range(0, n_q, query_chunk):
-        q = queries[q0 : q0 + query_chunk].float()
-        q_sq = (q * q).sum(dim=1, keepdim=True)
-        best_d = torch.full((len(q), 0), float("inf"), device=device)
-        best_i = torch.empty((len(q), 0), dtype=torch.long, device=device)
-        for b0 in range(0, len(bank), bank_chunk):
-            b1 = b0 + bank_chunk
-            # ||b||^2 - 2 q.b in one BLAS call; ||q||^2 is the same along a row, so it cannot
-            # change which bank rows are nearest and is added to the winners only
-            block = torch.addmm(bank_sq[b0:b1], q, bank[b0:b1].T, alpha=-2.0)
-            if k == 1:
-                block_d, block_i = block.min(dim=1, keepdim=True)
-            else:
-                kb = min(k, block.shape[1])
-                block_d, block_i = torch.topk(block, kb, dim=1, largest=False, sorted=False)
-            cand_d = torch.cat([best_d, block_d], dim=1)
-            cand_i = torch.cat([best_i, block_i + b0], dim=1)
-            best_d, pos = torch.topk(cand_d, min(k, cand_d.shape[1]), dim=1, largest=False)
-            best_i = torch.gather(cand_i, 1, pos)
-        out_d[q0 : q0 + len(q)] = (best_d + q_sq).clamp_min_(0.0).sqrt_()
-        out_i[q0 : q0 + len(q)] = best_i
+        d, i = nearest_in_bank(queries[q0 : q0 + query_chunk], bank, bank_sq, k, bank_chunk)
+        out_d[q0 : q0 + len(d)] = d
+        out_i[q0 : q0 + len(d)] = i
     return out_d, out_i
+
+
+def nearest_in_bank(
+    queries: Tensor, bank: Tensor, bank_sq: Tensor, k: int, bank_chunk: int
+) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest ``bank`` rows of all ``queries`` at once, walking the bank in chunks.
+
+    One query chunk of :func:`nearest_neighbours` (which checks the arguments). It loops over
+    the bank only (a fixed size), never over the queries, so it can be traced into an exported
+    graph whose number of queries is a dynamic axis (:mod:`flawscope.models.onnx_graphs`).
+
+    Args:
+        queries: ``(Q, D)`` float tensor.
+        bank: ``(M, D)`` float32 tensor, ``M >= k``; bank_sq: its ``(M,)`` squared row norms.
+        k: neighbours per query; bank_chunk: bank rows per ``(Q, bank_chunk)`` block.
+
+    Returns:
+        ``(distances, indices)``: ``(Q, k)`` float32 Euclidean distances sorted ascending and
+        the matching ``(Q, k)`` int64 bank row indices.
+    """
+    q = queries.float()
+    q_sq = (q * q).sum(dim=1, keepdim=True)
+    best_d: Tensor | None = None
+    best_i: Tensor | None = None
+    for b0 in range(0, len(bank), bank_chunk):
+        b1 = b0 + bank_chunk
+        # ||b||^2 - 2 q.b in one BLAS call; ||q||^2 is the same along a row, so it cannot
+        # change which bank rows are nearest and is added to the winners only
+        block = torch.addmm(bank_sq[b0:b1], q, bank[b0:b1].T, alpha=-2.0)
+        if k == 1:
+            block_d, block_i = block.min(dim=1, keepdim=True)
+        else:
+            kb = min(k, block.shape[1])
+            block_d, block_i = torch.topk(block, kb, dim=1, largest=False, sorted=False)
+        cand_d = block_d if best_d is None else torch.cat([best_d, block_d], dim=1)
+        cand_i = block_i + b0 if best_i is None else torch.cat([best_i, block_i + b0], dim=1)
+        best_d, pos = torch.topk(cand_d, min(k, cand_d.shape[1]), dim=1, largest=False)
+        best_i = torch.gather(cand_i, 1, pos)
+    assert best_d is not None and best_i is not None  # the bank has at least one row
+    return (best_d + q_sq).clamp_min(0.0).sqrt(), best_i

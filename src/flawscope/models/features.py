@@ -165,6 +165,25 @@ def to_patches(features: Tensor) -> Tensor:
     return features.permute(0, 2, 3, 1).reshape(n * h * w, d)
 
 
+def upsample_grid(grid_scores: Tensor, size: int) -> Tensor:
+    """Per-position scores ``(N, h, w)`` -> ``(N, size, size)`` float32, bilinearly up-sampled.
+
+    ``align_corners=False``; the first half of :meth:`BackboneDetector.to_maps`, shared with the
+    exported ONNX graph (:mod:`flawscope.models.onnx_graphs`).
+    """
+    up = F.interpolate(grid_scores[:, None].float(), size=(size, size), mode="bilinear")
+    return up[:, 0]
+
+
+def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """``(N, S, S)`` up-sampled maps -> float32 maps Gaussian-smoothed with ``sigma`` pixels.
+
+    The second half of :meth:`BackboneDetector.to_maps`, shared with the ONNX runtime path
+    (:class:`flawscope.models.onnx_runtime.OnnxDetector`).
+    """
+    return gaussian_smooth(maps.astype(np.float32), sigma).astype(np.float32)
+
+
 def select_device(accelerator: str) -> torch.device:
     """``cpu`` for ``accelerator="cpu"``; else CUDA when available, otherwise CPU."""
     if accelerator != "cpu" and torch.cuda.is_available():
@@ -270,10 +289,8 @@ class BackboneDetector:
         ``(N, h, w)`` -> bilinear up-sampling (``align_corners=False``) to ``(N, S, S)`` ->
         Gaussian smoothing with ``scoring.sigma`` pixels -> float32 NumPy.
         """
-        s = self.model_cfg.image_size
-        up = F.interpolate(grid_scores[:, None].float(), size=(s, s), mode="bilinear")
-        maps = up[:, 0].cpu().numpy().astype(np.float32)
-        return gaussian_smooth(maps, self.scoring_cfg.sigma).astype(np.float32)
+        up = upsample_grid(grid_scores, self.model_cfg.image_size)
+        return smooth_maps(up.cpu().numpy(), self.scoring_cfg.sigma)
 
     def empty_prediction_maps(self) -> np.ndarray:
         """``(0, S, S)`` float32 maps for an empty batch."""

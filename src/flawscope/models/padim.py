@@ -35,6 +35,7 @@ from flawscope.models.features import (
     ExtractorFactory,
     align_stages,
 )
+from flawscope.scoring import aggregate
 
 MEAN_KEY, INV_COV_KEY, INDEX_KEY = "mean", "inv_covariance", "channel_index"
 
@@ -219,7 +220,7 @@ class PadimDetector(BackboneDetector):
             for s in self.stages(batch)
         ]
         maps = self.to_maps(torch.cat(grids).view(-1, h, w))
-        scores = maps.reshape(len(maps), -1).max(axis=1).astype(np.float32)
+        scores = aggregate(maps, "max")  # shared with the ONNX runtime path
         return Prediction(scores, maps)
 
     def save(self, directory: Path) -> None:

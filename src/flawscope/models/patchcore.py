@@ -18,6 +18,7 @@ nearest-neighbour search (one ``query_chunk x bank_chunk`` float32 block at a ti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,15 +164,24 @@ class PatchCoreDetector(BackboneDetector):
         p, bank = self.params, self.memory_bank
         grids, scores = [], []
         for stages in self.stages(batch):
-            feats = self.patch_features(stages)
-            b, _, h, w = feats.shape
-            patches = to_patches(feats)
-            dist, nn_index = nearest_neighbours(patches, bank, 1, p.query_chunk, p.bank_chunk)
-            dist, nn_index = dist[:, 0].reshape(b, h * w), nn_index[:, 0].reshape(b, h * w)
-            grids.append(dist.reshape(b, h, w))
-            scores.append(self.image_scores(patches.reshape(b, h * w, -1), dist, nn_index))
+            grid, score = score_features(
+                self.patch_features(stages),
+                bank,
+                lambda q: nearest_neighbours(q, bank, 1, p.query_chunk, p.bank_chunk),
+                self.neighbourhood(),
+            )
+            grids.append(grid)
+            scores.append(score)
         maps = self.to_maps(torch.cat(grids))
         return Prediction(torch.cat(scores).cpu().numpy().astype(np.float32), maps)
+
+    def neighbourhood(self) -> Neighbourhood | None:
+        """``m* -> N_b(m*)`` for the reweighting (Eq. 7), searched in the bank; None when b < 2."""
+        p, bank = self.params, self.memory_bank
+        b = min(p.num_neighbors, len(bank))
+        if b < 2:
+            return None
+        return lambda m_star: bank_neighbourhood(bank, m_star, b, p.query_chunk, p.bank_chunk)
 
     def image_scores(self, patches: Tensor, dist: Tensor, nn_index: Tensor) -> Tensor:
         """Reweighted image scores ``s = w * s*`` (Eq. 6 and 7) of a batch.
@@ -184,18 +194,7 @@ class PatchCoreDetector(BackboneDetector):
         Returns:
             ``(B,)`` float32 image scores.
         """
-        p, bank = self.params, self.memory_bank
-        s_star, worst = dist.max(dim=1)  # Eq. 6: the most anomalous patch m_test* and its score
-        rows = torch.arange(len(dist), device=dist.device)
-        b = min(p.num_neighbors, len(bank))
-        if b < 2:
-            return s_star
-        m_test = patches[rows, worst]  # (B, D)
-        m_star = nn_index[rows, worst]  # (B,) bank index of m*
-        _, hood = nearest_neighbours(bank[m_star], bank, b, p.query_chunk, p.bank_chunk)
-        support = _put_first(hood, m_star)  # N_b(m*), starting with m* itself
-        d = torch.linalg.vector_norm(bank[support] - m_test[:, None], dim=-1)  # (B, b)
-        return reweighting_weight(d.double()).float() * s_star
+        return reweighted_scores(patches, dist, nn_index, self.memory_bank, self.neighbourhood())
 
     def save(self, directory: Path) -> None:
         """Write the memory bank ``(M, D)`` float32 to ``directory/weights.safetensors``.
@@ -218,6 +217,95 @@ class PatchCoreDetector(BackboneDetector):
         self.memory_bank = self.load_tensors(directory, shapes)[BANK_KEY].float()
         self.fit_stats = {"bank_size": len(self.memory_bank)}
         return self
+
+
+#: ``(Q, D)`` query rows -> ``(Q, 1)`` distances and ``(Q, 1)`` indices of the nearest bank row
+NearestSearch = Callable[[Tensor], tuple[Tensor, Tensor]]
+#: ``(B,)`` bank indices ``m*`` -> ``(B, b)`` bank indices ``N_b(m*)``, starting with ``m*``
+Neighbourhood = Callable[[Tensor], Tensor]
+
+
+def score_features(
+    features: Tensor, bank: Tensor, search: NearestSearch, neighbourhood: Neighbourhood | None
+) -> tuple[Tensor, Tensor]:
+    """Patch distances and image scores of one batch of patch features (Sec. 3.3).
+
+    The scoring math shared by :meth:`PatchCoreDetector.predict` and the exported ONNX graph
+    (:mod:`flawscope.models.onnx_graphs`); only the search differs (chunked over the queries
+    here, all queries at once there). Written with shape-agnostic operations (``-1`` for the
+    batch axis, gathers instead of Python indexing) so the batch axis can stay dynamic.
+
+    Args:
+        features: ``(B, D, h, w)`` float32 locally aware patch features.
+        bank: ``(M, D)`` float32 memory bank.
+        search: the nearest bank row of each ``(B * h * w, D)`` patch.
+        neighbourhood: ``N_b(m*)`` for the reweighting; None = no reweighting.
+
+    Returns:
+        ``(B, h, w)`` float32 nearest-neighbour distances (exact Euclidean distance to the
+        nearest bank row) and ``(B,)`` float32 image scores.
+    """
+    _, d, h, w = features.shape
+    patches = to_patches(features)
+    _, nn_index = search(patches)
+    # the search ranks with ||q||^2 - 2 q.b + ||b||^2, which loses float32 precision at large
+    # norms (~1e-3 here); the winner's distance is recomputed exactly from the difference
+    nearest = torch.index_select(bank, 0, nn_index[:, 0])
+    dist = (patches.float() - nearest).norm(dim=1).reshape(-1, h * w)
+    nn_index = nn_index[:, 0].reshape(-1, h * w)
+    scores = reweighted_scores(patches.reshape(-1, h * w, d), dist, nn_index, bank, neighbourhood)
+    return dist.reshape(-1, h, w), scores
+
+
+def reweighted_scores(
+    patches: Tensor,
+    dist: Tensor,
+    nn_index: Tensor,
+    bank: Tensor,
+    neighbourhood: Neighbourhood | None,
+) -> Tensor:
+    """Reweighted image scores ``s = w * s*`` (Eq. 6 and 7) of a batch.
+
+    Args:
+        patches: ``(B, P, D)`` test patch features.
+        dist: ``(B, P)`` nearest-neighbour distance of each patch to the bank.
+        nn_index: ``(B, P)`` int64 bank index of that nearest neighbour.
+        bank: ``(M, D)`` memory bank.
+        neighbourhood: ``N_b(m*)`` of the nearest bank patch ``m*`` of the most anomalous test
+            patch; None returns ``s*`` unweighted.
+
+    Returns:
+        ``(B,)`` float32 image scores.
+    """
+    s_star, worst = dist.max(dim=1)  # Eq. 6: the most anomalous patch m_test* and its score
+    if neighbourhood is None:
+        return s_star
+    m_test = _pick(patches, worst)  # (B, D)
+    m_star = _pick(nn_index, worst)  # (B,) bank index of m*
+    support = neighbourhood(m_star)  # N_b(m*), starting with m* itself
+    d = torch.linalg.vector_norm(bank[support] - m_test[:, None], dim=-1)  # (B, b)
+    return reweighting_weight(d.double()).float() * s_star
+
+
+def bank_neighbourhood(
+    bank: Tensor, m_star: Tensor, b: int, query_chunk: int = 1024, bank_chunk: int = 2048
+) -> Tensor:
+    """``N_b(m*)``: the ``b`` nearest bank rows of each bank row ``m_star``, ``m*`` first.
+
+    Args:
+        bank: ``(M, D)`` memory bank; m_star: ``(B,)`` int64 bank indices; ``2 <= b <= M``.
+
+    Returns:
+        ``(B, b)`` int64 distinct bank indices, each row starting with its ``m*``.
+    """
+    _, hood = nearest_neighbours(bank[m_star], bank, b, query_chunk, bank_chunk)
+    return _put_first(hood, m_star)
+
+
+def _pick(values: Tensor, index: Tensor) -> Tensor:
+    """``values[i, index[i]]`` for each row i: ``(B, P, ...)`` and ``(B,)`` -> ``(B, ...)``."""
+    idx = index.reshape(-1, 1, *([1] * (values.ndim - 2))).expand(-1, 1, *values.shape[2:])
+    return values.gather(1, idx).squeeze(1)
 
 
 def _put_first(neighbours: Tensor, first: Tensor) -> Tensor:

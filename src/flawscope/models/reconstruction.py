@@ -90,19 +90,14 @@ class ReconstructionDetector:
         (``scoring.aggregation``).
         """
         recon = self.reconstruct(batch).numpy()
-        maps = self.anomaly_maps(batch.numpy(), recon)
-        s = self.scoring_cfg
-        scores = aggregate(maps, s.aggregation, s.top_k_percent)
-        return Prediction(scores, maps, recon)
+        return reconstruction_prediction(batch.numpy(), recon, self.scoring_cfg)
 
     def anomaly_maps(self, images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
         """Smoothed residual maps ``(N, S, S)`` float32 of ``(N, C, S, S)`` images in [0, 1].
 
         ``scoring.residual`` picks squared error or 1 - SSIM; ``scoring.sigma`` the smoothing.
         """
-        s = self.scoring_cfg
-        raw = residual_map(images, reconstructions, s.residual)
-        return gaussian_smooth(raw, s.sigma).astype(np.float32)
+        return residual_maps(images, reconstructions, self.scoring_cfg)
 
     def save(self, directory: Path) -> None:
         """Write the network weights to ``directory/weights.safetensors``."""
@@ -131,3 +126,32 @@ class ReconstructionDetector:
         """Name, parameter count and hyperparameters, for reports."""
         n = sum(p.numel() for p in self.network.parameters())
         return {"name": self.name, "parameters": n, **self.params.model_dump()}
+
+
+def residual_maps(
+    images: np.ndarray, reconstructions: np.ndarray, scoring: ScoringConfig
+) -> np.ndarray:
+    """Smoothed residual maps ``(N, S, S)`` float32 of ``(N, C, S, S)`` float32 images in [0, 1].
+
+    ``scoring.residual`` picks squared error or 1 - SSIM; ``scoring.sigma`` the smoothing (px).
+    """
+    raw = residual_map(images, reconstructions, scoring.residual)
+    return gaussian_smooth(raw, scoring.sigma).astype(np.float32)
+
+
+def reconstruction_prediction(
+    images: np.ndarray, reconstructions: np.ndarray, scoring: ScoringConfig
+) -> Prediction:
+    """Maps and scores of ``(N, C, S, S)`` float32 images from their reconstructions.
+
+    The scoring shared by :meth:`ReconstructionDetector.predict` and the ONNX runtime path
+    (:class:`flawscope.models.onnx_runtime.OnnxDetector`): :func:`residual_maps`, aggregated
+    into image scores by ``scoring.aggregation``.
+
+    Returns:
+        ``Prediction`` with ``(N,)`` float32 scores, ``(N, S, S)`` float32 maps and the
+        reconstructions.
+    """
+    maps = residual_maps(images, reconstructions, scoring)
+    scores = aggregate(maps, scoring.aggregation, scoring.top_k_percent)
+    return Prediction(scores, maps, reconstructions)

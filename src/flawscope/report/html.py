@@ -250,7 +250,8 @@ def _installed_version() -> str:
     return __version__
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
+    """The Jinja2 environment of the packaged report templates (HTML autoescaped)."""
     return Environment(
         loader=PackageLoader("flawscope", "report/templates"),
         autoescape=select_autoescape(["html"]),
@@ -261,7 +262,7 @@ def _environment() -> Environment:
 
 def render_report(data: ReportData) -> str:
     """Render ``data`` to the HTML text of the report (see :func:`write_report`)."""
-    return _environment().get_template("report.html").render(**_context(data))
+    return template_environment().get_template("report.html").render(**_context(data))
 
 
 def write_report(data: ReportData, path: Path) -> Path:

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from flawscope.report import figures as fg
+from flawscope.report.html import template_environment
 from flawscope.spc import CHARTS, RULES, Limits, SPCResult
 
 #: Short codes of the rules (Western Electric rule numbers), used in the rule strip and flags.
@@ -388,18 +388,9 @@ def _context(result: SPCResult, title: str) -> dict[str, Any]:
     }
 
 
-def _environment() -> Environment:
-    return Environment(
-        loader=PackageLoader("flawscope", "report/templates"),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def render_spc_report(result: SPCResult, title: str = "flawscope SPC") -> str:
     """Render ``result`` to the HTML text of the SPC page (see :func:`write_spc_report`)."""
-    return _environment().get_template("spc.html").render(**_context(result, title))
+    return template_environment().get_template("spc.html").render(**_context(result, title))
 
 
 def write_spc_report(result: SPCResult, path: Path, title: str = "flawscope SPC") -> Path:

@@ -1,0 +1,16 @@
+"""CLI commands that live beside their feature (each module's ``register(app)`` adds one command).
+
+Imports inside the commands are lazy, so ``flawscope --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register_all(app: typer.Typer) -> None:
+    """Add the ``serve``, ``watch`` and ``export`` commands to ``app``."""
+    from flawscope.commands import export, serve, watch
+
+    for module in (serve, watch, export):
+        module.register(app)
