@@ -288,3 +288,34 @@ def test_spc_reads_the_store_and_flags_the_bad_batch(tmp_path: Path) -> None:
     assert_one_line_error(run("spc", "--db", db, "--rule", "sometimes"), "unknown SPC rule")
     assert_one_line_error(run("spc", "--db", db, "--reference", "B99"), "B99")
     assert_one_line_error(run("spc", "--db", tmp_path / "empty.db"), "no inspection results")
+
+
+def test_point_clouds_fit_inspect_evaluate_through_the_main_commands(tmp_path: Path) -> None:
+    """`fit --model 3d-st`, then `inspect` / `evaluate` recognise the point-cloud model."""
+    import yaml
+
+    data, model = tmp_path / "set", tmp_path / "model"
+    r = run("pointcloud", "synth", data, "--train", 4, "--good", 1, "--per-defect", 1,
+            "--points", 400, "--shape", "box")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    tiny = {
+        "network": {"k": 6, "dim": 16, "blocks": 2, "decoder_points": 16, "decoder_hidden": 32},
+        "teacher": {"scenes": 2, "val_scenes": 1, "scene_points": 400, "objects": 3, "samples": 4},
+        "student": {"epochs": 1},
+        "threads": 1,
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    r = run("fit", data, "--model", "3d-st", "--out", model, "--config", tmp_path / "tiny.yaml",
+            "--epochs", 1)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "3d-st" in r.stdout
+    r = run("inspect", model, data / "test", "--out", tmp_path / "res")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "res" / "results.csv").is_file() and list((tmp_path / "res").rglob("*.ply"))
+    r = run("evaluate", model, data, "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    assert "object AUROC" in r.stdout and (tmp_path / "ev" / "metrics.json").is_file()
+
+
+def test_demo_refuses_an_unknown_data_kind() -> None:
+    assert_one_line_error(run("demo", "--data", "photos"), "unknown --data")

@@ -380,8 +380,13 @@ def fit(
         bool, typer.Option(help="Replace a model already in --out (else refused).")
     ] = False,
 ) -> None:
-    """Learn from good images and write a model directory."""
+    """Learn from good images (or point clouds, with --model 3d-st) and write a model directory."""
+    if model == "3d-st":
+        from flawscope.commands.pointcloud import fit_pointcloud
 
+        settings = {"config": config_file, "epochs": epochs, "seed": seed}
+        fit_pointcloud(train, out, settings, overwrite=overwrite)
+        return
     cfg = _config(
         config_file,
         {
@@ -507,8 +512,13 @@ def inspect(
 
     Exits with status 1 when some inputs could not be read (after writing all the others).
     """
+    from flawscope.commands.pointcloud import inspect_pointcloud, is_pointcloud_model
     from flawscope.inspector import Inspector
 
+    if is_pointcloud_model(model_dir):
+        if inspect_pointcloud(model_dir, paths, out):
+            raise typer.Exit(1)
+        return
     insp = Inspector.load_dir(model_dir)
     if store and db is None:
         db = str(out / "results.db")
@@ -579,8 +589,13 @@ def evaluate(
     ] = Path("flawscope-eval"),
 ) -> None:
     """Score a labelled test set: write metrics (JSON), per-image results (CSV), HTML report."""
+    from flawscope.commands.pointcloud import evaluate_pointcloud, is_pointcloud_model
     from flawscope.inspector import Inspector
 
+    if is_pointcloud_model(model_dir):
+        if evaluate_pointcloud(model_dir, dataset, out)["skipped"]:
+            raise typer.Exit(1)
+        return
     ev = _evaluate(Inspector.load_dir(model_dir), dataset, out)
     if ev.skipped:
         raise typer.Exit(1)
@@ -762,22 +777,38 @@ def demo(
     ] = None,
     n_train: Annotated[int, typer.Option(help="Good training images to generate.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for data and training.")] = 0,
+    data_kind: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="layers: generated 3D-printed layer images (fast); renders: a LEGO-like brick "
+            "rendered from its CAD model with injected defects (`flawscope synth`; about 0.5 s "
+            "per image).",
+        ),
+    ] = "layers",
 ) -> None:
-    """Run fit -> inspect -> evaluate -> report on generated 3D-printed layers (no download)."""
+    """Run fit -> inspect -> evaluate -> report on generated parts (no download)."""
     from flawscope.data.synthetic import write_dataset
+    from flawscope.data.synthetic.cad.dataset import write_demo_renders
     from flawscope.models import detector_class
 
     detector_class(model)  # an unknown name fails before anything is generated
+    writers = {
+        "layers": ("printed_layers", write_dataset),
+        "renders": ("rendered_bricks", write_demo_renders),
+    }
+    if data_kind not in writers:
+        raise FlawscopeError(f"unknown --data {data_kind!r}", "use layers or renders")
+    folder, write = writers[data_kind]
     t0 = time.perf_counter()
-    data = out / "printed_layers"
+    data = out / folder
     out_console.print(
-        f"[bold]1/4[/] generating {n_train} good layer images and test images "
-        f"with defects in {data}"
+        f"[bold]1/4[/] generating {n_train} good {data_kind} and test images with defects in {data}"
     )
     for own in (data, out / "inspect"):  # the demo's own outputs: start clean, nothing stale
         if own.exists():
             shutil.rmtree(own)
-    write_dataset(data, n_train=n_train, seed=seed)
+    write(data, n_train=n_train, seed=seed)
     cfg = build(
         InspectorConfig,
         {
@@ -909,6 +940,7 @@ def models() -> None:
 
     for name in available():
         out_console.print(name)
+    out_console.print("3d-st (point clouds)")
 
 
 def _register_feature_commands() -> None:

@@ -18,7 +18,6 @@ Model directory layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -47,6 +46,7 @@ from flawscope.data.manifest import ManifestEntry, apply_manifest, name_key
 from flawscope.errors import ConfigError, DataError, FlawscopeError, ModelDirError
 from flawscope.models.base import Prediction, create
 from flawscope.models.tiled import TiledDetector
+from flawscope.models.weights import model_id
 from flawscope.preprocess.pipeline import Preprocessor
 from flawscope.resources import peak_memory_mb
 from flawscope.scoring import HoldoutStats, aggregate
@@ -450,7 +450,7 @@ class Inspector:
             save_file(masks, str(d / VIEW_MASKS_FILE))
         if self.group_model is not None:
             save_file(self.group_model.to_tensors(), str(d / GROUPS_FILE))
-        self.model_id = _model_id(d)
+        self.model_id = model_id(d)
         self.save_state(d)
         return d
 
@@ -502,6 +502,11 @@ class Inspector:
             raise ModelDirError(
                 f"{state_path} is damaged ({exc})", "re-run `flawscope fit`"
             ) from exc
+        if state.get("kind") == "pointcloud":
+            raise ModelDirError(
+                f"{d} holds a 3d-st point-cloud model, not an image model",
+                "use it with `flawscope inspect` / `flawscope evaluate` on point clouds",
+            )
         fmt = state.get("format_version")
         if fmt != FORMAT_VERSION:
             raise ModelDirError(
@@ -555,13 +560,3 @@ def _readable(samples: Sequence[Sample]) -> Iterator[tuple[Path, np.ndarray]]:
             yield s.path, read_image(s.path)
         except FlawscopeError:
             continue
-
-
-def _model_id(directory: Path) -> str:
-    """12-hex-digit SHA-256 of the weights and config files: identifies a trained model."""
-    h = hashlib.sha256()
-    for name in sorted(
-        p.name for p in directory.iterdir() if p.suffix in {".safetensors", ".yaml"}
-    ):
-        h.update((directory / name).read_bytes())
-    return h.hexdigest()[:12]

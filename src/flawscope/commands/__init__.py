@@ -9,8 +9,8 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    """Add the ``serve``, ``watch`` and ``export`` commands to ``app``."""
-    from flawscope.commands import export, serve, watch
+    """Add the ``serve``, ``watch``, ``export``, ``synth`` and ``pointcloud`` commands."""
+    from flawscope.commands import export, pointcloud, serve, synth, watch
 
-    for module in (serve, watch, export):
+    for module in (serve, watch, export, synth, pointcloud):
         module.register(app)

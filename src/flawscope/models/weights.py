@@ -6,6 +6,7 @@ missing or damaged file are the same everywhere.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -44,3 +45,14 @@ def read_tensors(directory: Path) -> dict[str, Tensor]:
             f"{path} cannot be read ({str(exc)[:120]})",
             "the model directory is damaged; re-run `flawscope fit`",
         ) from exc
+
+
+def model_id(directory: Path) -> str:
+    """12-hex-digit SHA-256 of a model directory's weights and config files (``*.safetensors``,
+    ``*.yaml``, in name order): identifies a trained model in results and exports."""
+    h = hashlib.sha256()
+    for name in sorted(
+        p.name for p in directory.iterdir() if p.suffix in {".safetensors", ".yaml"}
+    ):
+        h.update((directory / name).read_bytes())
+    return h.hexdigest()[:12]
