@@ -319,3 +319,14 @@ def test_point_clouds_fit_inspect_evaluate_through_the_main_commands(tmp_path: P
 
 def test_demo_refuses_an_unknown_data_kind() -> None:
     assert_one_line_error(run("demo", "--data", "photos"), "unknown --data")
+
+
+def test_error_lines_keep_square_brackets(tmp_path: Path) -> None:
+    """Rich markup is not applied to error text: '[blender]' reaches the user."""
+    import importlib.util
+
+    if importlib.util.find_spec("bpy") is not None:
+        pytest.skip("bpy is installed, so the blender renderer does not fail")
+    assert_one_line_error(
+        run("synth", tmp_path / "x", "--renderer", "blender"), "flawscope[blender]"
+    )
