@@ -163,7 +163,32 @@ class SceneSteps(Dataset):
         }
 
 
-class TeacherModule(L.LightningModule):
+class _CloudModule(L.LightningModule):
+    """Shared Lightning steps: one cloud per step, ``loss(item)`` logged per epoch, Adam."""
+
+    learning_rate: float
+    weight_decay: float
+
+    def loss(self, item: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
+        loss = self.loss(item)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        return loss
+
+    def validation_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
+        loss = self.loss(item)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+
+
+class TeacherModule(_CloudModule):
     """Teacher + decoder trained with the chamfer distance of reconstructed receptive fields.
 
     Optimiser: Adam (``learning_rate``, ``weight_decay``).
@@ -184,21 +209,6 @@ class TeacherModule(L.LightningModule):
         """Mean chamfer distance (normalised units) between decoded and true fields."""
         desc = self.teacher(item["points"], item["knn"])[item["centres"]]
         return chamfer_distance(self.decoder(desc), item["targets"], item["mask"]).mean()
-
-    def training_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
-        loss = self.loss(item)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
-        return loss
-
-    def validation_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
-        loss = self.loss(item)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
-        return loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
 
 
 # --------------------------------------------------------------------------- student
@@ -229,7 +239,7 @@ class StudentClouds(Dataset):
         }
 
 
-class StudentModule(L.LightningModule):
+class StudentModule(_CloudModule):
     """A student regressing normalised teacher descriptors; loss = mean squared L2 error."""
 
     def __init__(
@@ -243,21 +253,6 @@ class StudentModule(L.LightningModule):
         """Mean over points of ``|S(p) - (T(p) - mu) / sigma|^2``."""
         pred = self.student(item["points"], item["knn"])
         return (pred - item["targets"]).pow(2).sum(1).mean()
-
-    def training_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
-        loss = self.loss(item)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
-        return loss
-
-    def validation_step(self, item: dict[str, torch.Tensor], idx: int) -> torch.Tensor:
-        loss = self.loss(item)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
-        return loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
 
 
 # --------------------------------------------------------------------------- loop
