@@ -46,7 +46,7 @@ from flawscope.data.manifest import ManifestEntry, apply_manifest, name_key
 from flawscope.errors import ConfigError, DataError, FlawscopeError, ModelDirError
 from flawscope.models.base import Prediction, create
 from flawscope.models.tiled import TiledDetector
-from flawscope.models.weights import model_id
+from flawscope.models.weights import model_id, write_state
 from flawscope.preprocess.pipeline import Preprocessor
 from flawscope.resources import peak_memory_mb
 from flawscope.scoring import HoldoutStats, aggregate
@@ -472,10 +472,7 @@ class Inspector:
             "fit_stats": self.fit_stats,
             "threshold_tuning": self.tuning,
         }
-        path = Path(directory) / STATE_FILE
-        tmp = path.with_suffix(".json.tmp")  # replaced in one step: never half-written
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)
+        write_state(Path(directory) / STATE_FILE, state)
 
     @classmethod
     def load_dir(cls, directory: Path | str) -> Inspector:

@@ -7,7 +7,9 @@ missing or damaged file are the same everywhere.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -56,3 +58,14 @@ def model_id(directory: Path) -> str:
     ):
         h.update((directory / name).read_bytes())
     return h.hexdigest()[:12]
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a model directory's JSON state file (``inspector.json``) in one step.
+
+    The JSON goes to ``<path>.tmp`` first and replaces ``path`` atomically, so a crash never
+    leaves a half-written state file behind.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)

@@ -34,7 +34,7 @@ from scipy.spatial import cKDTree
 
 from flawscope import __version__
 from flawscope.errors import DataError, FlawscopeError, ModelDirError
-from flawscope.models.weights import model_id
+from flawscope.models.weights import model_id, write_state
 from flawscope.pointcloud.cloud import PointCloud
 from flawscope.pointcloud.config import PointCloudConfig
 from flawscope.pointcloud.knn import mean_knn_distance
@@ -409,9 +409,7 @@ class PointCloudDetector:
             "history": self.history,
             "fit_stats": self.fit_stats,
         }
-        tmp = d / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(d / STATE_FILE)
+        write_state(d / STATE_FILE, state)
         return d
 
     @classmethod

@@ -22,21 +22,18 @@ and with their k-NN graph.
 from __future__ import annotations
 
 import logging
-import tempfile
-import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from flawscope.pointcloud.knn import chamfer_distance, knn_indices, receptive_fields
 from flawscope.pointcloud.networks import Decoder, DescriptorNet
+from flawscope.training.loop import fit_keeping_best
 
 for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -258,20 +255,6 @@ class StudentModule(_CloudModule):
 # --------------------------------------------------------------------------- loop
 
 
-class _History(Callback):
-    """Epoch means of ``train_loss`` and ``val_loss``."""
-
-    def __init__(self) -> None:
-        self.train: list[float] = []
-        self.val: list[float] = []
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        for key, values in (("train_loss", self.train), ("val_loss", self.val)):
-            value = trainer.callback_metrics.get(key)
-            if value is not None:
-                values.append(float(value))
-
-
 def train_module(
     module: L.LightningModule,
     train: Dataset,
@@ -297,30 +280,13 @@ def train_module(
     generator = torch.Generator().manual_seed(seed)
     train_dl = DataLoader(train, batch_size=None, shuffle=True, generator=generator)
     val_dl = DataLoader(val, batch_size=None)
-    history = _History()
-    with tempfile.TemporaryDirectory(prefix="flawscope-3dst-") as tmp:
-        best = ModelCheckpoint(
-            dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
-        )
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator="cpu",
-            devices=1,
-            callbacks=[best, history],
-            logger=False,
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-            warnings.filterwarnings("ignore", ".*number of training batches.*")
-            warnings.filterwarnings("ignore", ".*LeafSpec.*")
-            module.train()  # Lightning keeps the modes it finds; BatchNorm must train
-            trainer.fit(module, train_dl, val_dl)
-        if best.best_model_path:
-            state = torch.load(Path(best.best_model_path), map_location="cpu", weights_only=True)
-            module.load_state_dict(state["state_dict"])
-    module.cpu().eval()
-    return history.train, history.val
+    history = fit_keeping_best(
+        module,
+        train_dl,
+        val_dl,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=progress,
+    )
+    return history["train_loss"], history["val_loss"]

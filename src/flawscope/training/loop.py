@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -62,32 +64,61 @@ def fit_network(
         extra.append(EpochCounter(train_set))
     train_dl = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     val_dl = DataLoader(TensorDataset(val), batch_size=cfg.batch_size)
+    return fit_keeping_best(
+        module,
+        train_dl,
+        val_dl,
+        [EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience), *extra],
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        enable_progress_bar=cfg.progress,
+        deterministic="warn",
+    )
+
+
+def fit_keeping_best(
+    module: L.LightningModule,
+    train_dl: DataLoader,
+    val_dl: DataLoader,
+    callbacks: Sequence[Callback] = (),
+    **trainer_options: Any,
+) -> dict[str, list[float]]:
+    """Fit ``module`` with Lightning and restore the weights of its lowest-``val_loss`` epoch.
+
+    Shared by the image networks (:func:`fit_network`) and the 3D-ST teacher and students
+    (:func:`flawscope.pointcloud.training.train_module`).
+
+    Args:
+        module: a LightningModule that logs ``train_loss`` and ``val_loss`` per epoch.
+        train_dl, val_dl: the data loaders.
+        callbacks: extra Lightning callbacks (e.g. early stopping).
+        trainer_options: passed to ``lightning.Trainer`` (``max_epochs``, ``accelerator``,
+            ``devices``, ``enable_progress_bar``, ...); no logger, no model summary, no sanity
+            validation.
+
+    Returns:
+        ``{"train_loss": [...], "val_loss": [...]}``, one value per epoch; ``module`` is left in
+        eval mode on the CPU with the best weights.
+    """
     history = LossHistory()
     with tempfile.TemporaryDirectory(prefix="flawscope-ckpt-") as tmp:
         best = ModelCheckpoint(
             dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1, save_weights_only=True
         )
         trainer = L.Trainer(
-            max_epochs=cfg.epochs,
-            accelerator=cfg.accelerator,
-            devices=cfg.devices,
-            callbacks=[
-                EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience),
-                best,
-                history,
-                *extra,
-            ],
+            callbacks=[*callbacks, best, history],
             logger=False,
-            enable_progress_bar=cfg.progress,
             enable_model_summary=False,
-            deterministic="warn",
             num_sanity_val_steps=0,
+            **trainer_options,
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             warnings.filterwarnings("ignore", ".*GPU available but not used.*")
             warnings.filterwarnings("ignore", ".*number of training batches.*")
             warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            module.train()  # Lightning keeps the modes it finds; BatchNorm and dropout must train
             trainer.fit(module, train_dl, val_dl)
         if best.best_model_path:
             state = torch.load(Path(best.best_model_path), map_location="cpu", weights_only=True)
