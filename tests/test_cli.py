@@ -97,7 +97,10 @@ def test_fit_inspect_evaluate_end_to_end(tiny_dataset: Path, tmp_path: Path) -> 
         "under_extrusion",
     }
     assert m["pixel"] is not None and 0.0 <= m["pixel"]["aupro"] <= 1.0
+    for values in m["per_defect"].values():  # masks exist: pixel metrics per defect type too
+        assert 0.0 <= values["pixel_auroc"] <= 1.0 and 0.0 < values["defect_pixel_share"] < 1.0
     assert (ev / "report.html").stat().st_size > 10_000
+    assert "Pixel AUROC</th>" in (ev / "report.html").read_text()
     assert "AUROC" in r.stdout
 
 

@@ -22,6 +22,7 @@ from flawscope.metrics import (
     f_beta,
     image_metrics,
     per_defect_metrics,
+    per_defect_pixel_metrics,
     pixel_auroc,
     pro_curve,
     roc_pr_curves,
@@ -318,3 +319,31 @@ def test_best_f_beta_f2_hand_worked_and_errors() -> None:
         best_f_beta(np.array([0, 0]), np.array([0.1, 0.2]))
     with pytest.raises(ConfigError, match="beta"):
         best_f_beta(LABELS, SCORES, 0.0)
+
+
+def test_per_defect_pixel_metrics_separate_a_well_and_a_badly_localised_type() -> None:
+    # 2 good maps (noise), 2 "pit" images whose map peaks on the mask, 2 "band" images with a
+    # large mask that the map misses: the per-type figures must tell the two apart.
+    rng = np.random.default_rng(0)
+    masks = np.zeros((6, 16, 16), dtype=bool)
+    maps = rng.uniform(0, 0.5, size=(6, 16, 16))
+    masks[2:4, 5:7, 5:7] = True
+    maps[2:4, 5:7, 5:7] = 1.0
+    masks[4:6, :8] = True
+    maps[4:6, 8:10] = 1.0  # the seam next to the band, not the band
+    types = ["good", "good", "pit", "pit", "band", "band"]
+    result = per_defect_pixel_metrics(masks, maps, types)
+    assert list(result) == ["band", "pit"]
+    assert result["pit"]["pixel_auroc"] == pytest.approx(1.0)
+    assert result["pit"]["aupro"] == pytest.approx(1.0)
+    assert result["band"]["pixel_auroc"] < 0.6
+    assert result["band"]["aupro"] < 0.5
+    assert result["pit"]["defect_pixel_share"] == pytest.approx(4 / 256)
+    assert result["band"]["defect_pixel_share"] == pytest.approx(0.5)
+    sel = [0, 1, 2, 3]
+    assert result["pit"]["pixel_auroc"] == pytest.approx(pixel_auroc(masks[sel], maps[sel]))
+
+
+def test_per_defect_pixel_metrics_rejects_a_wrong_number_of_types() -> None:
+    with pytest.raises(DataError, match="defect types for 2 anomaly maps"):
+        per_defect_pixel_metrics(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)), ["good"])

@@ -3,7 +3,8 @@
 Image-level metrics use every readable test image; pixel-level AUROC and AUPRO (Bergmann et al.,
 IJCV 2021) are computed at the model input resolution S x S (the anomaly map of the image content,
 resized to S x S, against the mask resized to S x S) on good images and on defective images that
-have a ground-truth mask.
+have a ground-truth mask, pooled over all of them and, in ``per_defect``, for the good images
+against each defect type alone.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def evaluate(
     thresholds: list[float] = []
     maps: list[np.ndarray] = []
     masks: list[np.ndarray] = []
+    map_types: list[str] = []
     skipped: list[str] = []
     with ResultsCSV(out / "results.csv") as csv_out:
         for batch in insp.predict_batches(samples):
@@ -117,6 +119,7 @@ def evaluate(
                     amap = resize_map(amap, size, size)
                     maps.append(amap.astype(np.float16))
                     masks.append(load_mask(s, (size, size)))
+                    map_types.append(s.defect_type)
     if not kept:
         raise DataError(f"no test image of {dataset} could be read", "see the warnings above")
     labels = np.array([s.label for s in kept])
@@ -128,6 +131,10 @@ def evaluate(
     if maps:
         m, g = np.stack(maps).astype(np.float32), np.stack(masks)
         pixel = {"auroc": metrics.pixel_auroc(g, m), "aupro": metrics.aupro(g, m)}
+    per_defect = metrics.per_defect_metrics(labels, sc, types, th)
+    if maps:
+        for name, values in metrics.per_defect_pixel_metrics(g, m, map_types).items():
+            per_defect.setdefault(name, {}).update(values)
     result: dict[str, Any] = {
         "dataset": str(dataset),
         "model": insp.config.model.name,
@@ -140,7 +147,7 @@ def evaluate(
         "n_skipped": len(skipped),
         "image": image,
         "thresholds": insp.thresholds.to_dict(),
-        "per_defect": metrics.per_defect_metrics(labels, sc, types, th),
+        "per_defect": per_defect,
         "pixel": pixel,
     }
     metrics_path = out / "metrics.json"

@@ -43,6 +43,12 @@ COUNT_METRICS = (
     ("f1_max_threshold", "Threshold giving F1-max"),
 )
 DEFECT_COLUMNS = (("auroc", "AUROC"), ("auprc", "AUPRC"), ("f1", "F1"), ("recall", "Recall"))
+#: shown only when some defect type has them (test sets with ground-truth masks)
+DEFECT_PIXEL_COLUMNS = (
+    ("pixel_auroc", "Pixel AUROC"),
+    ("aupro", "AUPRO"),
+    ("defect_pixel_share", "Defect pixels"),
+)
 
 
 @dataclass
@@ -142,12 +148,20 @@ def _metric_rows(metrics: dict[str, float | None]) -> dict[str, list[dict[str, s
     return {"image": image, "pixel": pixel, "other": other}
 
 
+def _defect_columns(per_defect: dict[str, dict[str, float]]) -> tuple[tuple[str, str], ...]:
+    """The per-defect table's (key, heading) columns: pixel-level ones only where present."""
+    pixel = any("pixel_auroc" in values for values in per_defect.values())
+    return DEFECT_COLUMNS + (DEFECT_PIXEL_COLUMNS if pixel else ())
+
+
 def _defect_rows(per_defect: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """One row per defect type: name, formatted AUROC / AUPRC / F1 / recall, and image count."""
+    """One row per defect type: name, formatted image-level AUROC / AUPRC / F1 / recall (and
+    pixel AUROC / AUPRO / defect-pixel share when masks exist), and image count."""
     rows = []
+    columns = _defect_columns(per_defect)
     for defect, values in sorted(per_defect.items()):
         count = values.get("n_defective", values.get("count"))
-        cells = [fmt_metric(values.get(k)) for k, _ in DEFECT_COLUMNS]
+        cells = [fmt_metric(values.get(k)) for k, _ in columns]
         rows.append({"name": defect, "cells": cells, "count": fmt_metric(count)})
     return rows
 
@@ -234,7 +248,7 @@ def _context(data: ReportData) -> dict[str, Any]:
         "threshold": fg.fmt_score(data.threshold),
         "counts": _counts(data.labels),
         "metrics": _metric_rows(data.metrics),
-        "defect_columns": [n for _, n in DEFECT_COLUMNS],
+        "defect_columns": [n for _, n in _defect_columns(data.per_defect)],
         "defect_rows": _defect_rows(data.per_defect),
         "figures": _figure_uris(data),
         "vmax": fg.fmt_score(vmax),
