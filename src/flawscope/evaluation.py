@@ -128,11 +128,10 @@ def evaluate(
     th = np.asarray(thresholds)
     image = metrics.image_metrics(labels, sc, th)
     pixel = None
+    per_defect = metrics.per_defect_metrics(labels, sc, types, th)
     if maps:
         m, g = np.stack(maps).astype(np.float32), np.stack(masks)
         pixel = {"auroc": metrics.pixel_auroc(g, m), "aupro": metrics.aupro(g, m)}
-    per_defect = metrics.per_defect_metrics(labels, sc, types, th)
-    if maps:
         for name, values in metrics.per_defect_pixel_metrics(g, m, map_types).items():
             per_defect.setdefault(name, {}).update(values)
     result: dict[str, Any] = {

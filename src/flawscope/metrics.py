@@ -280,25 +280,38 @@ def per_defect_metrics(
             ``"good"`` with label 1 or a defect type with label 0.
     """
     labels, scores = _check_labels_scores(labels, scores)
+    subsets = _defect_type_subsets(defect_types, labels.size, "images")
     types = np.asarray([str(t) for t in defect_types], dtype=object)
-    if types.shape != labels.shape:
-        raise DataError(
-            f"{types.size} defect types for {labels.size} images",
-            "pass one defect type name per image ('good' for good images)",
-        )
-    is_good_type = types == "good"
-    if np.any(is_good_type != (labels == 0)):
+    if np.any((types == "good") != (labels == 0)):
         raise DataError(
             "defect types and labels disagree: an image typed 'good' has label 1 or a defect "
             "type has label 0",
             "label exactly the images of type 'good' as 0",
         )
-    results: dict[str, dict[str, float]] = {}
     th = np.broadcast_to(np.asarray(threshold, dtype=np.float64), labels.shape)
-    for name in sorted(set(types[~is_good_type])):
-        subset = is_good_type | (types == name)
-        results[name] = image_metrics(labels[subset], scores[subset], th[subset])
-    return results
+    return {
+        name: image_metrics(labels[subset], scores[subset], th[subset])
+        for name, subset, _ in subsets
+    }
+
+
+def _defect_type_subsets(
+    defect_types: Sequence[str], n: int, what: str
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, good-or-that-type mask, that-type mask)`` per defect type other than "good",
+    sorted by name; both masks ``(n,)`` bool.
+
+    Raises:
+        DataError: ``defect_types`` is not of length ``n`` (``what`` names the items).
+    """
+    types = np.asarray([str(t) for t in defect_types], dtype=object)
+    if types.shape != (n,):
+        raise DataError(
+            f"{types.size} defect types for {n} {what}",
+            f"pass one defect type name per item of the {what} ('good' for good images)",
+        )
+    good = types == "good"
+    return [(name, good | (types == name), types == name) for name in sorted(set(types[~good]))]
 
 
 def per_defect_pixel_metrics(
@@ -329,22 +342,14 @@ def per_defect_pixel_metrics(
     2021, Sec. 4.2, restricted to one defect type at a time.
     """
     defect, maps = _check_masks_maps(masks, maps)
-    types = np.asarray([str(t) for t in defect_types], dtype=object)
-    if types.shape != (defect.shape[0],):
-        raise DataError(
-            f"{types.size} defect types for {defect.shape[0]} anomaly maps",
-            "pass one defect type name per map ('good' for good images)",
-        )
-    good = types == "good"
-    results: dict[str, dict[str, float]] = {}
-    for name in sorted(set(types[~good])):
-        subset = good | (types == name)
-        results[name] = {
+    return {
+        name: {
             "pixel_auroc": pixel_auroc(defect[subset], maps[subset]),
             "aupro": aupro(defect[subset], maps[subset]),
-            "defect_pixel_share": float(defect[types == name].mean()),
+            "defect_pixel_share": float(defect[own].mean()),
         }
-    return results
+        for name, subset, own in _defect_type_subsets(defect_types, len(defect), "anomaly maps")
+    }
 
 
 def roc_pr_curves(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:

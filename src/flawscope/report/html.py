@@ -148,17 +148,17 @@ def _metric_rows(metrics: dict[str, float | None]) -> dict[str, list[dict[str, s
     return {"image": image, "pixel": pixel, "other": other}
 
 
-def _defect_columns(per_defect: dict[str, dict[str, float]]) -> tuple[tuple[str, str], ...]:
-    """The per-defect table's (key, heading) columns: pixel-level ones only where present."""
-    pixel = any("pixel_auroc" in values for values in per_defect.values())
-    return DEFECT_COLUMNS + (DEFECT_PIXEL_COLUMNS if pixel else ())
+def _has_pixel_columns(per_defect: dict[str, dict[str, float]]) -> bool:
+    """Whether some defect type carries pixel-level metrics (the test set has masks)."""
+    return any("pixel_auroc" in values for values in per_defect.values())
 
 
-def _defect_rows(per_defect: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """One row per defect type: name, formatted image-level AUROC / AUPRC / F1 / recall (and
-    pixel AUROC / AUPRO / defect-pixel share when masks exist), and image count."""
+def _defect_rows(
+    per_defect: dict[str, dict[str, float]], columns: tuple[tuple[str, str], ...]
+) -> list[dict[str, Any]]:
+    """One row per defect type: name, the formatted ``columns`` (image-level AUROC / AUPRC /
+    F1 / recall, and pixel AUROC / AUPRO / defect-pixel share when masks exist), image count."""
     rows = []
-    columns = _defect_columns(per_defect)
     for defect, values in sorted(per_defect.items()):
         count = values.get("n_defective", values.get("count"))
         cells = [fmt_metric(values.get(k)) for k, _ in columns]
@@ -241,6 +241,8 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
 def _context(data: ReportData) -> dict[str, Any]:
     """All template variables for ``data``."""
     vmax = _overlay_vmax(data.threshold, data.most_anomalous + data.least_anomalous)
+    pixel_columns = _has_pixel_columns(data.per_defect)
+    defect_columns = DEFECT_COLUMNS + (DEFECT_PIXEL_COLUMNS if pixel_columns else ())
     return {
         "d": data,
         "version": data.version or _installed_version(),
@@ -248,8 +250,9 @@ def _context(data: ReportData) -> dict[str, Any]:
         "threshold": fg.fmt_score(data.threshold),
         "counts": _counts(data.labels),
         "metrics": _metric_rows(data.metrics),
-        "defect_columns": [n for _, n in _defect_columns(data.per_defect)],
-        "defect_rows": _defect_rows(data.per_defect),
+        "defect_columns": [n for _, n in defect_columns],
+        "defect_pixel": pixel_columns,
+        "defect_rows": _defect_rows(data.per_defect, defect_columns),
         "figures": _figure_uris(data),
         "vmax": fg.fmt_score(vmax),
         "colour_scale": _colour_scale(vmax),
